@@ -1,0 +1,158 @@
+"""Core data types shared by every layer: task kinds, modalities, examples, dataset splits, cells and results.
+
+Splits hold arrays (not lists of objects) so that a whole split can be encoded in batches and fingerprinted for
+the content-addressed feature cache; indexing a split yields the per-example dataclasses.
+"""
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import Any
+
+import numpy as np
+
+from medrival.core.errors import DataError, UnknownNameError
+from medrival.core.registry import suggest
+
+
+class TaskKind(str, Enum):
+    BINARY = "binary"
+    MULTICLASS = "multiclass"
+    MULTILABEL = "multilabel"
+    VQA = "vqa"
+
+
+# One controlled vocabulary for imaging modalities; cards and datasets must use these words.
+MODALITIES: tuple[str, ...] = (
+    "xray", "ct", "mri", "ultrasound", "dermoscopy", "fundus", "oct", "pathology",
+    "endoscopy", "mammography", "pet", "natural",
+)
+
+
+def check_modality(name: str) -> str:
+    """Return ``name`` if it is a known modality, else raise with close matches."""
+    if name in MODALITIES:
+        return name
+    close = suggest(name, list(MODALITIES))
+    hint = f" Did you mean {' or '.join(map(repr, close))}?" if close else ""
+    raise UnknownNameError(f"Unknown modality {name!r}.{hint} Known modalities: {', '.join(MODALITIES)}.")
+
+
+@dataclass(frozen=True)
+class DatasetInfo:
+    """What a dataset is: its task, classes, modality and licence."""
+
+    name: str
+    task: TaskKind
+    modality: str
+    class_names: tuple[str, ...]
+    licence: str
+    description: str = ""
+    source: str = ""
+    synthetic: bool = False
+    # Zero-shot prompt material: several phrasings per class and sentence templates with a "{}" slot.
+    class_descriptions: tuple[tuple[str, ...], ...] = ()
+    prompt_templates: tuple[str, ...] = ()
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.class_names)
+
+
+@dataclass(frozen=True)
+class ClassificationExample:
+    image: np.ndarray  # H x W x 3, uint8
+    labels: Any  # int for binary/multiclass, 0/1 vector for multilabel
+    meta: dict = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class VQAExample:
+    image: np.ndarray
+    question: str
+    answer: str
+    answer_type: str  # "closed" or "open"
+    meta: dict = field(default_factory=dict)
+
+
+def _hash_arrays(*parts: Any) -> str:
+    digest = hashlib.sha256()
+    for part in parts:
+        if isinstance(part, np.ndarray):
+            digest.update(str(part.dtype).encode() + str(part.shape).encode())
+            digest.update(np.ascontiguousarray(part).tobytes())
+        else:
+            digest.update(repr(part).encode())
+    return digest.hexdigest()[:24]
+
+
+@dataclass
+class ClassificationSplit:
+    """One split of a classification dataset, held as arrays."""
+
+    info: DatasetInfo
+    split: str
+    images: np.ndarray  # N x H x W x 3 uint8
+    labels: np.ndarray  # N (int) or N x L (0/1) for multilabel
+    ids: np.ndarray  # N strings, unique per image
+    meta: dict[str, np.ndarray] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        n = len(self.images)
+        if self.images.ndim != 4 or self.images.shape[-1] != 3 or self.images.dtype != np.uint8:
+            raise DataError(
+                f"{self.info.name}/{self.split}: images must be uint8 N x H x W x 3, got "
+                f"{self.images.dtype} {self.images.shape}.")
+        if len(self.labels) != n or len(self.ids) != n:
+            raise DataError(
+                f"{self.info.name}/{self.split}: {n} images but {len(self.labels)} labels and "
+                f"{len(self.ids)} ids; every image needs one label entry and one id.")
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def __getitem__(self, i: int) -> ClassificationExample:
+        meta = {"id": str(self.ids[i]), **{k: v[i] for k, v in self.meta.items()}}
+        return ClassificationExample(self.images[i], self.labels[i], meta)
+
+    def fingerprint(self) -> str:
+        """Content hash of the images alone: the feature-cache key does not depend on labels."""
+        return _hash_arrays(self.images)
+
+
+@dataclass
+class VQASplit:
+    """One split of a VQA dataset: questions point at images by index (an image has several questions)."""
+
+    info: DatasetInfo
+    split: str
+    images: np.ndarray  # M x H x W x 3 uint8
+    image_index: np.ndarray  # N ints into images
+    questions: list[str]
+    answers: list[str]
+    answer_types: list[str]
+    ids: np.ndarray  # N question ids
+    image_ids: np.ndarray  # M image ids (cluster key for statistics)
+
+    def __len__(self) -> int:
+        return len(self.questions)
+
+    def __getitem__(self, i: int) -> VQAExample:
+        img = int(self.image_index[i])
+        meta = {"id": str(self.ids[i]), "image_id": str(self.image_ids[img])}
+        return VQAExample(self.images[img], self.questions[i], self.answers[i], self.answer_types[i], meta)
+
+
+@dataclass(frozen=True)
+class CellSpec:
+    """One unit of work in a study: a model, a dataset, a method with its config, a seed."""
+
+    model: str
+    dataset: str
+    method: str
+    seed: int = 0
+    method_config: tuple[tuple[str, Any], ...] = ()
+
+    def config_dict(self) -> dict[str, Any]:
+        return dict(self.method_config)

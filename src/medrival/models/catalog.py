@@ -1,0 +1,47 @@
+"""The model catalog: cards read from YAML files shipped in ``models/cards`` (checkpoints are data)."""
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+import yaml
+from pydantic import ValidationError
+
+from medrival.core.cards import ModelCard
+from medrival.core.errors import ConfigError
+from medrival.core.registry import Registry
+
+CARDS_DIR = Path(__file__).parent / "cards"
+
+
+def read_cards(path: Path) -> list[ModelCard]:
+    """Cards from one YAML file holding a list of card mappings."""
+    entries = yaml.safe_load(path.read_text(encoding="utf-8")) or []
+    if not isinstance(entries, list):
+        raise ConfigError(f"{path}: a card file must hold a list of cards, got {type(entries).__name__}.")
+    cards = []
+    for index, entry in enumerate(entries):
+        try:
+            cards.append(ModelCard.model_validate(entry))
+        except ValidationError as error:
+            raise ConfigError(f"{path}: card #{index + 1} is invalid:\n{error}") from None
+    return cards
+
+
+@lru_cache(maxsize=1)
+def model_registry() -> Registry[ModelCard]:
+    registry: Registry[ModelCard] = Registry("model")
+    for path in sorted(CARDS_DIR.glob("*.yaml")):
+        for card in read_cards(path):
+            registry.register(card.id, card)
+    return registry
+
+
+def get_card(name: str) -> ModelCard:
+    return model_registry().get(name)
+
+
+def counterpart_pairs() -> list[tuple[str, str]]:
+    """(generalist, specialist) pairs derived from the cards' ``generalist_counterpart`` fields."""
+    return [(card.generalist_counterpart, card.id) for _, card in model_registry().items()
+            if card.role == "specialist" and card.generalist_counterpart]

@@ -1,0 +1,420 @@
+"""The results store: one SQLite row per cell plus one Parquet file of per-sample predictions per cell.
+
+Crash safety is the point of this module. A study can be killed at any moment (Ctrl-C, OOM, a pre-empted GPU
+node) and must resume by redoing only the cells that have no complete result. The rules that guarantee it:
+
+* The predictions Parquet is written to a temporary file in the same directory and ``os.replace``d into place
+  (atomic on POSIX and Windows) *before* the SQLite row is committed, in one transaction. So a row, once
+  visible, always points at a complete file; a kill before the commit leaves no new row and the cell is redone.
+* Re-saving a cell whose row already points at a predictions file first deletes that row (committed), because
+  the file is about to be overwritten under the same name: the old row must never describe the new file.
+* Temporary files carry the writer's pid; those of dead writers are removed when a store is opened.
+
+Concurrency: a connection per operation, WAL journal and a busy timeout, so readers (a report, ``status``)
+work while a study writes. Two processes writing the *same* cell at once are not supported.
+"""
+from __future__ import annotations
+
+import enum
+import hashlib
+import json
+import math
+import os
+import re
+import sqlite3
+import time
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from medrival.core.errors import DataError, MedrivalError
+
+SCHEMA_VERSION = 1
+_TMP_SUFFIX = ".tmp"
+_STALE_TMP_S = 24 * 3600  # a temp file this old is garbage even if its pid was reused by another process
+_BUSY_TIMEOUT_S = 30.0
+_STATUSES = ("done", "failed")
+_SPEC_COLUMNS = ("model", "role", "dataset", "modality", "domain", "task", "method", "seed")
+_COST_COLUMNS = ("wall_s", "trainable_params")
+_SORT_KEYS = ["dataset", "model", "method", "seed"]
+_SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._=+-]{0,150}$")
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS cells (
+    cell_id TEXT PRIMARY KEY,
+    spec_json TEXT NOT NULL,
+    status TEXT NOT NULL,
+    metrics_json TEXT NOT NULL,
+    cost_json TEXT NOT NULL,
+    provenance_json TEXT NOT NULL,
+    error TEXT,
+    traceback TEXT,
+    started_at TEXT NOT NULL,
+    finished_at TEXT NOT NULL,
+    predictions_file TEXT
+);
+"""
+_COLUMNS = ("cell_id", "spec_json", "status", "metrics_json", "cost_json", "provenance_json", "error",
+            "traceback", "started_at", "finished_at", "predictions_file")
+
+
+def utc_now() -> str:
+    """Current time as ISO-8601 UTC, the format of ``started_at``/``finished_at``."""
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+@dataclass
+class CellRecord:
+    """Everything the store keeps about one cell, except its per-sample predictions."""
+
+    cell_id: str
+    spec: dict
+    status: str  # "done" | "failed"
+    metrics: dict[str, float] = field(default_factory=dict)
+    cost: dict = field(default_factory=dict)
+    provenance: dict = field(default_factory=dict)
+    error: str | None = None
+    traceback: str | None = None
+    started_at: str = ""
+    finished_at: str = ""
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# JSON encoding. Strict JSON has no NaN/Infinity; metrics are NaN whenever a metric is undefined (one class only),
+# so they must survive a round trip: NaN is stored as null, infinities as the strings "inf"/"-inf".
+# ---------------------------------------------------------------------------------------------------------------
+
+def _plain(obj: Any) -> Any:
+    """``json.dumps`` default hook: numpy scalars/arrays, paths, enums, sets and tuples into JSON types."""
+    if hasattr(obj, "item") and callable(obj.item) and getattr(obj, "ndim", None) == 0:
+        return obj.item()
+    if hasattr(obj, "tolist"):
+        return obj.tolist()
+    if isinstance(obj, enum.Enum):
+        return obj.value
+    if isinstance(obj, (set, frozenset)):
+        return sorted(obj, key=repr)
+    if isinstance(obj, os.PathLike):
+        return os.fspath(obj)
+    raise TypeError(f"cannot store a {type(obj).__name__} in the results store: {obj!r}")
+
+
+def _finite_or_none(obj: Any) -> Any:
+    """Replace non-finite floats by None at any depth, so strict JSON accepts spec/cost/provenance."""
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {k: _finite_or_none(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_finite_or_none(v) for v in obj]
+    return obj
+
+
+def _dumps(obj: Any) -> str:
+    # Convert through _plain first so numpy floats are seen as floats by _finite_or_none.
+    plain = json.loads(json.dumps(obj, default=_plain, allow_nan=True))
+    return json.dumps(_finite_or_none(plain), allow_nan=False, sort_keys=True)
+
+
+def _encode_metrics(metrics: dict) -> str:
+    out: dict[str, Any] = {}
+    for name, value in metrics.items():
+        value = _plain(value) if hasattr(value, "item") else value
+        if isinstance(value, float) and math.isnan(value):
+            value = None
+        elif isinstance(value, float) and math.isinf(value):
+            value = "inf" if value > 0 else "-inf"
+        out[str(name)] = value
+    return json.dumps(out, default=_plain, allow_nan=False, sort_keys=True)
+
+
+def _decode_metrics(text: str) -> dict[str, float]:
+    def restore(v: Any) -> Any:
+        if v is None:
+            return float("nan")
+        if v in ("inf", "-inf"):
+            return float(v)
+        return v
+    return {k: restore(v) for k, v in json.loads(text).items()}
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Files
+# ---------------------------------------------------------------------------------------------------------------
+
+def _file_stem(cell_id: str) -> str:
+    """A file-system-safe, unique stem for a cell id: the id itself when it is safe, else a cleaned id + hash."""
+    if _SAFE_NAME.match(cell_id) and not cell_id.endswith(_TMP_SUFFIX):
+        return cell_id
+    cleaned = re.sub(r"[^A-Za-z0-9._=+-]", "_", cell_id)[:100].lstrip(".") or "cell"
+    return f"{cleaned}-{hashlib.sha256(cell_id.encode()).hexdigest()[:12]}"
+
+
+def _pid_alive(pid: int) -> bool:
+    if os.name != "posix":  # os.kill(pid, 0) would send CTRL_C on Windows; rely on the age rule there
+        return True
+    if pid == os.getpid():
+        return True  # another thread of this process may be writing it
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # exists but belongs to someone else
+        return True
+    return True
+
+
+def _clean_temp_files(directory: Path) -> list[Path]:
+    """Remove temp files left by killed writers (dead pid, or older than a day). Returns what was removed."""
+    removed = []
+    for path in directory.glob(f".*{_TMP_SUFFIX}"):
+        parts = path.name[: -len(_TMP_SUFFIX)].rsplit(".", 2)  # ".<stem>", "<pid>", "<token>"
+        try:
+            pid = int(parts[1]) if len(parts) == 3 else -1
+            age = time.time() - path.stat().st_mtime
+            if pid < 0 or not _pid_alive(pid) or age > _STALE_TMP_S:
+                path.unlink()
+                removed.append(path)
+        except (OSError, ValueError):
+            continue  # vanished meanwhile, or not ours: leave it
+    return removed
+
+
+def _atomic_write_parquet(frame: pd.DataFrame, target: Path) -> None:
+    """Write ``frame`` to ``target`` via a temp file + ``os.replace``; on any error no partial file remains."""
+    tmp = target.with_name(f".{target.stem}.{os.getpid()}.{uuid.uuid4().hex[:8]}{_TMP_SUFFIX}")
+    try:
+        frame.to_parquet(tmp)
+        with open(tmp, "rb") as fh:  # flush to disk so the rename never exposes an empty file after power loss
+            os.fsync(fh.fileno())
+        os.replace(tmp, target)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# The store
+# ---------------------------------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class StorePaths:
+    root: Path
+    sqlite_path: Path
+    predictions_dir: Path
+
+
+class ResultStore:
+    """Cell results under ``root``: ``results.sqlite`` (one row per cell) and ``predictions/<cell_id>.parquet``."""
+
+    def __init__(self, root: str | Path):
+        root = Path(root)
+        if root.exists() and not root.is_dir():
+            raise MedrivalError(
+                f"Results directory {str(root)!r} exists but is a file, not a directory. "
+                "Pass a directory path (it is created if missing) or move the file away.")
+        self._paths = StorePaths(root, root / "results.sqlite", root / "predictions")
+        try:
+            self._paths.predictions_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise MedrivalError(f"Cannot create results directory {str(root)!r}: {exc}.") from exc
+        self._init_db()
+        _clean_temp_files(self._paths.predictions_dir)
+
+    @property
+    def paths(self) -> StorePaths:
+        return self._paths
+
+    @property
+    def root(self) -> Path:
+        return self._paths.root
+
+    def _connect(self) -> sqlite3.Connection:
+        # A fresh connection per operation: safe across threads and never holds a lock between calls.
+        conn = sqlite3.connect(self._paths.sqlite_path, timeout=_BUSY_TIMEOUT_S)
+        conn.execute(f"PRAGMA busy_timeout = {int(_BUSY_TIMEOUT_S * 1000)}")
+        return conn
+
+    def _init_db(self) -> None:
+        conn = None
+        try:
+            conn = self._connect()
+            conn.execute("PRAGMA journal_mode=WAL")  # persistent: readers never block on the writer
+            conn.executescript(_SCHEMA)
+            conn.execute("INSERT OR IGNORE INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
+            conn.commit()
+            found = int(conn.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()[0])
+        except sqlite3.DatabaseError as exc:
+            raise MedrivalError(
+                f"{str(self._paths.sqlite_path)!r} is not a usable medrival results database ({exc}). "
+                "Point the study at a fresh results directory or remove the damaged file.") from exc
+        finally:
+            if conn is not None:
+                conn.close()
+        if found > SCHEMA_VERSION:
+            raise MedrivalError(
+                f"{str(self._paths.sqlite_path)!r} has schema version {found}, newer than this medrival "
+                f"understands ({SCHEMA_VERSION}). Upgrade medrival to read it.")
+
+    # -- writing ------------------------------------------------------------------------------------------------
+
+    def save(self, record: CellRecord, predictions: pd.DataFrame | None = None) -> None:
+        """Insert or replace the row of ``record.cell_id``; with ``predictions``, its Parquet file too.
+
+        Order matters (see the module docstring): drop a row (and file) that the new file would overwrite,
+        write the file atomically, then commit the new row. Any failure leaves no row, or the old complete one.
+        """
+        row = self._row(record)
+        if predictions is not None and not isinstance(predictions, pd.DataFrame):
+            raise DataError(f"predictions for cell {record.cell_id!r} must be a pandas DataFrame, "
+                            f"got {type(predictions).__name__}.")
+        old_file = self._predictions_file_of(record.cell_id)
+        target = None
+        if predictions is not None:
+            target = self._paths.predictions_dir / f"{_file_stem(record.cell_id)}.parquet"
+            row["predictions_file"] = target.name
+            if old_file is not None:  # from here until the commit below the cell reads as "not run"
+                self._delete_row(record.cell_id)
+                (self._paths.predictions_dir / old_file).unlink(missing_ok=True)
+            _atomic_write_parquet(predictions, target)
+        try:
+            self._write_row(row)
+        except BaseException:
+            if target is not None:  # no row points at it any more; do not leave an orphan behind
+                target.unlink(missing_ok=True)
+            raise
+        if old_file is not None and old_file != row["predictions_file"]:
+            (self._paths.predictions_dir / old_file).unlink(missing_ok=True)
+
+    def _row(self, record: CellRecord) -> dict[str, Any]:
+        if not isinstance(record, CellRecord):
+            raise DataError(f"ResultStore.save expects a CellRecord, got {type(record).__name__}.")
+        if not record.cell_id or not isinstance(record.cell_id, str):
+            raise DataError(f"A cell id must be a non-empty string, got {record.cell_id!r}.")
+        if record.status not in _STATUSES:
+            raise DataError(f"Cell {record.cell_id!r} has status {record.status!r}; "
+                            f"expected one of {', '.join(_STATUSES)}.")
+        return {
+            "cell_id": record.cell_id, "spec_json": _dumps(record.spec), "status": record.status,
+            "metrics_json": _encode_metrics(record.metrics), "cost_json": _dumps(record.cost),
+            "provenance_json": _dumps(record.provenance), "error": record.error, "traceback": record.traceback,
+            "started_at": record.started_at or "", "finished_at": record.finished_at or "",
+            "predictions_file": None,
+        }
+
+    def _write_row(self, row: dict[str, Any]) -> None:
+        """Upsert one row in one transaction (the commit is the moment the cell becomes 'done')."""
+        names = ", ".join(_COLUMNS)
+        marks = ", ".join("?" for _ in _COLUMNS)
+        updates = ", ".join(f"{c}=excluded.{c}" for c in _COLUMNS if c != "cell_id")
+        sql = f"INSERT INTO cells ({names}) VALUES ({marks}) ON CONFLICT(cell_id) DO UPDATE SET {updates}"
+        conn = self._connect()
+        try:
+            conn.execute(sql, [row[c] for c in _COLUMNS])
+            conn.commit()
+        except BaseException:
+            conn.rollback()
+            raise
+        finally:
+            conn.close()
+
+    def _delete_row(self, cell_id: str) -> None:
+        conn = self._connect()
+        try:
+            conn.execute("DELETE FROM cells WHERE cell_id = ?", (cell_id,))
+            conn.commit()
+        finally:
+            conn.close()
+
+    # -- reading ------------------------------------------------------------------------------------------------
+
+    def _query(self, sql: str, params: tuple = ()) -> list[tuple]:
+        conn = self._connect()
+        try:
+            return conn.execute(sql, params).fetchall()
+        finally:
+            conn.close()
+
+    def _predictions_file_of(self, cell_id: str) -> str | None:
+        rows = self._query("SELECT predictions_file FROM cells WHERE cell_id = ?", (cell_id,))
+        return rows[0][0] if rows else None
+
+    @staticmethod
+    def _record(row: tuple) -> CellRecord:
+        r = dict(zip(_COLUMNS, row))
+        return CellRecord(
+            cell_id=r["cell_id"], spec=json.loads(r["spec_json"]), status=r["status"],
+            metrics=_decode_metrics(r["metrics_json"]), cost=json.loads(r["cost_json"]),
+            provenance=json.loads(r["provenance_json"]), error=r["error"], traceback=r["traceback"],
+            started_at=r["started_at"], finished_at=r["finished_at"])
+
+    def get(self, cell_id: str) -> CellRecord | None:
+        rows = self._query(f"SELECT {', '.join(_COLUMNS)} FROM cells WHERE cell_id = ?", (cell_id,))
+        return self._record(rows[0]) if rows else None
+
+    def finished_ids(self) -> set[str]:
+        """Ids of cells with status 'done'; failed cells are not finished, so a re-run retries them."""
+        return {r[0] for r in self._query("SELECT cell_id FROM cells WHERE status = 'done'")}
+
+    def records(self) -> list[CellRecord]:
+        """All records, ordered by cell id (deterministic regardless of the order cells finished in)."""
+        rows = self._query(f"SELECT {', '.join(_COLUMNS)} FROM cells ORDER BY cell_id")
+        return [self._record(r) for r in rows]
+
+    def has_predictions(self, cell_id: str) -> bool:
+        name = self._predictions_file_of(cell_id)
+        return name is not None and (self._paths.predictions_dir / name).is_file()
+
+    def predictions(self, cell_id: str) -> pd.DataFrame:
+        """The per-sample predictions of a cell; raises ``MedrivalError`` when there are none."""
+        rows = self._query("SELECT status, predictions_file FROM cells WHERE cell_id = ?", (cell_id,))
+        if not rows:
+            raise MedrivalError(f"No result for cell {cell_id!r} in {str(self.root)!r}; "
+                                "run the study first (or check the cell id with `medrival status`).")
+        status, name = rows[0]
+        if name is None:
+            raise MedrivalError(f"Cell {cell_id!r} has status {status!r} and no stored predictions.")
+        path = self._paths.predictions_dir / name
+        if not path.is_file():
+            raise MedrivalError(f"Predictions file {str(path)!r} of cell {cell_id!r} is missing; "
+                                "re-run the cell (delete its row or use a fresh results directory).")
+        return pd.read_parquet(path)
+
+    def results_frame(self) -> pd.DataFrame:
+        """One row per cell: ids and spec fields, one column per metric, then cost, error (sorted stably)."""
+        records = self.records()
+        metric_names = sorted({m for rec in records for m in rec.metrics})
+        fixed = {"cell_id", "status", *_SPEC_COLUMNS, *_COST_COLUMNS, "error", "synthetic"}
+        # A metric named like a fixed column would silently overwrite it; prefix it instead.
+        metric_cols = {m: (f"metric_{m}" if m in fixed else m) for m in metric_names}
+        with_synthetic = any("synthetic" in rec.spec for rec in records)
+        columns = ["cell_id", "status", *_SPEC_COLUMNS, *metric_cols.values(), *_COST_COLUMNS, "error"]
+        columns += ["synthetic"] if with_synthetic else []
+        rows = []
+        for rec in records:
+            row: dict[str, Any] = {"cell_id": rec.cell_id, "status": rec.status, "error": rec.error}
+            row.update({c: rec.spec.get(c) for c in _SPEC_COLUMNS})
+            row.update({col: rec.metrics.get(m, float("nan")) for m, col in metric_cols.items()})
+            row.update({c: rec.cost.get(c) for c in _COST_COLUMNS})
+            if with_synthetic:
+                row["synthetic"] = bool(rec.spec.get("synthetic", False))
+            rows.append(row)
+        frame = pd.DataFrame(rows, columns=columns)
+        for col in [*metric_cols.values(), "wall_s"]:
+            frame[col] = pd.to_numeric(frame[col], errors="coerce").astype(float)
+        if frame.empty:
+            return frame
+        frame = frame.sort_values(_SORT_KEYS, kind="mergesort", na_position="last", key=_sort_key)
+        return frame.reset_index(drop=True)
+
+
+def _sort_key(col: pd.Series) -> pd.Series:
+    # Mixed types in one key column (a seed missing on a failed cell) must not make sorting raise.
+    if col.name == "seed":
+        return pd.to_numeric(col, errors="coerce")
+    return col.map(lambda v: None if v is None or (isinstance(v, float) and math.isnan(v)) else str(v))

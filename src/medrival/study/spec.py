@@ -1,0 +1,247 @@
+"""Study files: what a study compares, and its expansion into cells with stable ids.
+
+A study file names models, datasets, methods (each with an optional config) and seeds. ``expand_cells`` turns it
+into the Cartesian product of ``CellSpec`` s and ``cell_id`` gives each cell a content hash, so a result stored
+under that id is found again by any later run of the same (normalised) cell, in any process.
+"""
+from __future__ import annotations
+
+import hashlib
+import itertools
+import json
+import math
+from pathlib import Path
+from typing import Annotated, Any, Callable, ClassVar
+
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator
+
+from medrival.core.config import LineMap, line_for, load_yaml_with_lines, read_config_text, validate
+from medrival.core.errors import ConfigError
+from medrival.core.registry import suggest
+from medrival.core.types import CellSpec
+
+# Bump only on purpose: every stored result is keyed by ids computed with this scheme.
+CELL_ID_VERSION = 1
+
+EXAMPLE_STUDY = """\
+name: my-study
+models: [demo-generalist, demo-specialist]
+datasets: [demo-xray]
+methods:
+  - zero_shot
+  - name: linear_probe
+    config: {C: 1.0}
+seeds: [0, 1, 2]
+"""
+
+Name = Annotated[str, Field(min_length=1)]
+Seed = Annotated[int, Field(ge=0, strict=True)]  # strict: "3" or true in a seed list is a mistake, not a seed
+
+
+def _check_config_value(value: Any, where: str) -> None:
+    """Configs must be plain JSON-like data so that they hash to the same id in every process."""
+    if value is None or isinstance(value, (str, bool, int)):
+        return
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            raise ValueError(f"{where}: {value!r} is not allowed in a method config; use a finite number")
+        return
+    if isinstance(value, list):
+        for i, item in enumerate(value):
+            _check_config_value(item, f"{where}[{i}]")
+        return
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if not isinstance(key, str):
+                raise ValueError(f"{where}: key {key!r} must be a string; put it in quotes")
+            _check_config_value(item, f"{where}.{key}")
+        return
+    raise ValueError(f"{where}: a {type(value).__name__} value ({value!r}) is not allowed in a method config; "
+                     "use a string, number, boolean, list or mapping (quote dates)")
+
+
+class MethodEntry(BaseModel):
+    """One method of a study and its config. In YAML either ``zero_shot`` or ``{name: ..., config: {...}}``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: Name = Field(description="Registered method name, e.g. 'zero_shot' or 'linear_probe'.")
+    config: dict[str, Any] = Field(
+        default_factory=dict, description="Method settings; unset ones take the method's defaults.")
+
+    @field_validator("config")
+    @classmethod
+    def _plain_config(cls, config: dict[str, Any]) -> dict[str, Any]:
+        for key, value in config.items():
+            _check_config_value(value, key)
+        return config
+
+
+def _duplicates(values: list[Any]) -> list[Any]:
+    seen: set[Any] = set()
+    return [v for v in values if v in seen or seen.add(v)]
+
+
+class StudySpec(BaseModel):
+    """A paired study: every model x dataset x method x seed."""
+
+    model_config = ConfigDict(extra="forbid")
+    LABEL: ClassVar[str] = "study file"
+    EXAMPLE_YAML: ClassVar[str] = EXAMPLE_STUDY
+
+    name: Name = Field("study", description="Short name of the study; used in reports and output folders.")
+    description: str = Field("", description="Free text describing what the study asks.")
+    models: list[Name] = Field(min_length=1, description="Registered model names to compare (at least one).")
+    datasets: list[Name] = Field(min_length=1, description="Registered dataset names to evaluate on.")
+    methods: list[MethodEntry] = Field(
+        min_length=1, description="Methods to run: a name, or a mapping with 'name' and 'config'.")
+    seeds: list[Seed] = Field(default_factory=lambda: [0], min_length=1,
+                              description="Non-negative random seeds; each cell is run once per seed.")
+    store: str | None = Field(None, description="Output folder for results; default chosen by the runner.")
+
+    # Where the spec came from, kept so that later checks (unknown names) can cite file and line.
+    _lines: LineMap = PrivateAttr(default_factory=dict)
+    _source: str = PrivateAttr("<string>")
+
+    @field_validator("methods", mode="before")
+    @classmethod
+    def _bare_method_names(cls, value: Any) -> Any:
+        # Allow the short form "- zero_shot" for a method without config.
+        if isinstance(value, list):
+            return [{"name": v} if isinstance(v, str) else v for v in value]
+        return value
+
+    @field_validator("models", "datasets", "seeds")
+    @classmethod
+    def _no_duplicate_values(cls, value: list[Any], info: Any) -> list[Any]:
+        dups = _duplicates(value)
+        if dups:
+            raise ValueError(f"{dups[0]!r} is listed twice in {info.field_name}; list each once")
+        return value
+
+    @field_validator("methods")
+    @classmethod
+    def _no_duplicate_methods(cls, value: list[MethodEntry]) -> list[MethodEntry]:
+        # The same method twice with different configs is fine (a sweep); the identical entry twice is not.
+        keys = [json.dumps([m.name, m.config], sort_keys=True) for m in value]
+        dups = _duplicates(keys)
+        if dups:
+            name = json.loads(dups[0])[0]
+            raise ValueError(f"method {name!r} is listed twice with the same config; list each once")
+        return value
+
+    @property
+    def lines(self) -> LineMap:
+        """Path -> line of the file this spec was read from (empty when built in code)."""
+        return self._lines
+
+    @property
+    def source(self) -> str:
+        """The file name (or ``<string>``) this spec was read from."""
+        return self._source
+
+
+# ----------------------------------------------------------------------------------------------- loading
+def parse_study(text: str, source: str = "<string>") -> StudySpec:
+    """Parse and validate study YAML; the returned spec remembers ``source`` and line numbers."""
+    data, lines = load_yaml_with_lines(text, source, EXAMPLE_STUDY)
+    spec = validate(StudySpec, data, lines, source)
+    spec._lines = lines
+    spec._source = source
+    return spec
+
+
+def load_study(path: str | Path) -> StudySpec:
+    """Read and validate a study file (missing file, directory, bad YAML or values -> ConfigError)."""
+    return parse_study(read_config_text(path), str(path))
+
+
+_SINGULAR = {"models": "model", "datasets": "dataset", "methods": "method"}
+
+
+def check_names(spec: StudySpec, known: dict[str, list[str]]) -> None:
+    """Raise one ConfigError listing every model/dataset/method name not in ``known`` (kinds absent are skipped)."""
+    problems: list[str] = []
+    for kind, singular in _SINGULAR.items():
+        if kind not in known:
+            continue
+        available = sorted(known[kind])
+        names = [m.name for m in spec.methods] if kind == "methods" else getattr(spec, kind)
+        for index, name in enumerate(names):
+            if name in available:
+                continue
+            # A method's name sits under "name" in the mapping form; line_for falls back to the list item.
+            path = (kind, index, "name") if kind == "methods" else (kind, index)
+            line = line_for(spec.lines, path)
+            place = f"{spec.source}, line {line}" if line is not None else spec.source
+            close = suggest(name, available)
+            hint = f" Did you mean {' or '.join(map(repr, close))}?" if close else ""
+            listing = ", ".join(available) or "(none registered)"
+            problems.append(f"{place}: unknown {singular} {name!r}.{hint} Available {kind}: {listing}.")
+    if len(problems) == 1:
+        raise ConfigError(problems[0])
+    if problems:
+        raise ConfigError(f"{spec.source} names {len(problems)} unknown names:\n"
+                          + "\n".join(f"  {p}" for p in problems))
+
+
+# ----------------------------------------------------------------------------------------------- cells
+def freeze(value: Any) -> Any:
+    """Hashable form of config data: lists -> tuples, dicts -> key-sorted tuples of (key, value), recursively.
+
+    Note a nested dict and a list of [key, value] pairs freeze alike; methods should not accept both shapes.
+    """
+    if isinstance(value, dict):
+        if not all(isinstance(k, str) for k in value):
+            raise ConfigError(f"method config keys must be strings, got {sorted(map(repr, value))}")
+        return tuple((k, freeze(value[k])) for k in sorted(value))
+    if isinstance(value, (list, tuple)):
+        return tuple(freeze(v) for v in value)
+    return value
+
+
+def expand_cells(spec: StudySpec,
+                 normalise_config: Callable[[str, dict[str, Any]], dict[str, Any]] | None = None
+                 ) -> list[CellSpec]:
+    """Every dataset x model x method x seed, in that nesting order (datasets outermost).
+
+    Datasets are outermost because cells sharing a dataset (and then a model) share encoded features: running
+    them together keeps one dataset's images and one encoder's features warm. Within each level the order is the
+    order of the study file, so the list is deterministic. ``normalise_config(method, config)`` (the runner
+    passes one that fills defaults) makes an explicitly written default give the same cell and id as omitting it.
+    """
+    configs = []
+    for method in spec.methods:
+        config = dict(method.config)
+        if normalise_config is not None:
+            config = normalise_config(method.name, config)
+        configs.append((method.name, freeze(config)))
+    return [
+        CellSpec(model=model, dataset=dataset, method=method, seed=seed, method_config=config)
+        for dataset, model, (method, config), seed in itertools.product(
+            spec.datasets, spec.models, configs, spec.seeds)
+    ]
+
+
+def _jsonable(value: Any) -> Any:
+    """Tuples -> lists so the canonical JSON does not depend on which container type was used."""
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    return value
+
+
+def cell_id(cell: CellSpec) -> str:
+    """16 hex chars of sha256 over the cell's canonical JSON; stable across processes and Python versions."""
+    payload = {
+        "id_version": CELL_ID_VERSION,
+        "model": cell.model,
+        "dataset": cell.dataset,
+        "method": cell.method,
+        "seed": cell.seed,
+        "method_config": _jsonable(freeze(dict(cell.method_config))),
+    }
+    # Refusing NaN keeps the JSON standard; sort_keys/separators make the text (hence the hash) canonical.
+    text = json.dumps(payload, sort_keys=True, separators=(",", ":"), ensure_ascii=True, allow_nan=False)
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
