@@ -8,6 +8,7 @@ from typing import Literal, Optional
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from medrival.core.errors import UnknownNameError
 from medrival.core.types import DatasetInfo, check_modality
 
 
@@ -41,7 +42,12 @@ class ModelCard(BaseModel):
     @field_validator("pretraining_modalities")
     @classmethod
     def _known_modalities(cls, value: list[str]) -> list[str]:
-        return [check_modality(m) for m in value]
+        # pydantic only collects ValueErrors; an UnknownNameError (a KeyError) would escape validation raw,
+        # without the file and card it came from.
+        try:
+            return [check_modality(m) for m in value]
+        except UnknownNameError as error:
+            raise ValueError(str(error)) from None
 
 
 def domain_of(card: ModelCard, dataset: DatasetInfo) -> str:

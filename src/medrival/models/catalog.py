@@ -16,7 +16,10 @@ CARDS_DIR = Path(__file__).parent / "cards"
 
 def read_cards(path: Path) -> list[ModelCard]:
     """Cards from one YAML file holding a list of card mappings."""
-    entries = yaml.safe_load(path.read_text(encoding="utf-8")) or []
+    try:
+        entries = yaml.safe_load(path.read_text(encoding="utf-8")) or []
+    except yaml.YAMLError as error:
+        raise ConfigError(f"{path}: could not parse the card file as YAML: {error}") from None
     if not isinstance(entries, list):
         raise ConfigError(f"{path}: a card file must hold a list of cards, got {type(entries).__name__}.")
     cards = []

@@ -30,9 +30,11 @@ def create_model(name: str | ModelCard) -> OpenClipModel:
 
     identifier, pretrained, weights_id = _open_clip_identifier(card)
     try:
-        model, _, preprocess = open_clip.create_model_and_transforms(identifier, pretrained=pretrained)
-    except (FileNotFoundError, RuntimeError, ValueError) as error:
+        # require_pretrained: a folder or name without weights must fail, not silently give a random model.
+        model, _, preprocess = open_clip.create_model_and_transforms(identifier, pretrained=pretrained,
+                                                                     require_pretrained=True)
+        tokenizer = open_clip.get_tokenizer(identifier)
+    except (OSError, RuntimeError, ValueError) as error:
         raise MedrivalError(f"Could not load model {card.id!r} from {identifier}: {error}") from error
-    tokenizer = open_clip.get_tokenizer(identifier)
     preprocess_cfg = open_clip.get_model_preprocess_cfg(model)
     return OpenClipModel(card, model, tokenizer, preprocess_cfg, weights_id)

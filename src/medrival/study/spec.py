@@ -25,12 +25,12 @@ CELL_ID_VERSION = 1
 
 EXAMPLE_STUDY = """\
 name: my-study
-models: [demo-generalist, demo-specialist]
+models: [demo-generalist-clip, demo-specialist-clip]
 datasets: [demo-xray]
 methods:
   - zero_shot
   - name: linear_probe
-    config: {C: 1.0}
+    config: {Cs: [0.01, 0.1, 1.0]}
 seeds: [0, 1, 2]
 """
 

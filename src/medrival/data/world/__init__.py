@@ -53,7 +53,9 @@ def sample_rng(seed: int, modality: str, split: str, index: int) -> np.random.Ge
 def render(modality: str, split: str, n: int, *, seed: int = 0, size: int = 64, start: int = 0) -> WorldSample:
     """Render samples ``start .. start+n-1`` of one modality's split."""
     if split not in _SPLIT_CODES:
-        raise UnknownNameError(f"Unknown split {split!r}; the demo world has {', '.join(_SPLIT_CODES)}.")
+        close = suggest(split, list(_SPLIT_CODES))
+        hint = f" Did you mean {close[0]!r}?" if close else ""
+        raise UnknownNameError(f"Unknown split {split!r}.{hint} The demo world has {', '.join(_SPLIT_CODES)}.")
     module = generator(modality)
     images = np.empty((n, size, size, 3), dtype=np.uint8)
     attrs = []

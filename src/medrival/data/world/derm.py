@@ -17,9 +17,9 @@ PROMPT_TEMPLATES = ("a dermoscopy image of {}.", "dermoscopic view of {}.", "{}"
 
 # Per class: (border irregularity range, radius range, base colour).
 _STYLE = {
-    0: ((0.0, 0.05), (0.22, 0.36), (0.50, 0.32, 0.20)),
-    1: ((0.12, 0.26), (0.32, 0.48), (0.30, 0.17, 0.10)),
-    2: ((0.02, 0.08), (0.25, 0.40), (0.72, 0.52, 0.32)),
+    0: ((0.0, 0.10), (0.22, 0.40), (0.48, 0.30, 0.19)),
+    1: ((0.06, 0.24), (0.28, 0.48), (0.36, 0.21, 0.13)),
+    2: ((0.02, 0.12), (0.24, 0.42), (0.64, 0.45, 0.28)),
 }
 
 
@@ -37,12 +37,12 @@ def draw(rng: np.random.Generator, size: int) -> tuple[np.ndarray, dict]:
         _melanoma_colours(img, rng, size, cx, cy, radius, mask)
     elif label == 2:
         yy, xx = grid(size)
-        texture = 0.07 * np.sin(xx * 40 + rng.uniform(0, 6)) * np.sin(yy * 40 + rng.uniform(0, 6))
+        texture = rng.uniform(0.02, 0.07) * np.sin(xx * 40 + rng.uniform(0, 6)) * np.sin(yy * 40 + rng.uniform(0, 6))
         img += (mask * texture)[..., None]
     if rng.random() < 0.3:
         _hairs(img, rng, size)
     img += 0.02 * rng.standard_normal((size, size, 1)).astype(np.float32)
-    attrs = {"label": label, "finding": CLASS_NAMES[label], "irregular": irregularity > 0.1,
+    attrs = {"label": label, "finding": CLASS_NAMES[label], "irregular": bool(irregularity > 0.1),
              "colour": ("dark brown" if label == 1 else "tan" if label == 2 else "brown"),
              "size": "large" if radius > 0.38 else "small"}
     return img, attrs
@@ -59,12 +59,12 @@ def _lesion_mask(rng, size, cx, cy, radius, irregularity, label):
 
 
 def _melanoma_colours(img, rng, size, cx, cy, radius, mask):
-    count = int(rng.integers(3, 7))
+    count = int(rng.integers(1, 6))
     centers = np.stack([cx + rng.uniform(-radius, radius, count), cy + rng.uniform(-radius, radius, count)], 1)
     dark = gaussian_blobs(size, centers, rng.uniform(0.04, 0.09, count), np.ones(count, dtype=np.float32))
-    paint(img, np.clip(dark, 0, 1) * mask * 0.8, (0.08, 0.05, 0.05))
+    paint(img, np.clip(dark, 0, 1) * mask * rng.uniform(0.3, 0.8), (0.08, 0.05, 0.05))
     blue = gaussian_blobs(size, centers[:2] + 0.05, np.full(2, 0.07), np.ones(2, dtype=np.float32))
-    paint(img, np.clip(blue, 0, 1) * mask * 0.7, (0.42, 0.48, 0.6))
+    paint(img, np.clip(blue, 0, 1) * mask * rng.uniform(0.0, 0.7), (0.42, 0.48, 0.6))
 
 
 def _hairs(img, rng, size):

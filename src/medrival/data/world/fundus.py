@@ -33,7 +33,7 @@ def draw(rng: np.random.Generator, size: int) -> tuple[np.ndarray, dict]:
     disc_x, disc_y = side * rng.uniform(0.4, 0.5), rng.uniform(-0.08, 0.08)
     _vessels(img, rng, size, disc_x, disc_y, retina)
     paint(img, soft_ellipse(size, disc_x, disc_y, 0.13, 0.14, 20), (0.97, 0.82, 0.5))
-    cup = rng.uniform(0.65, 0.85) if label == 2 else rng.uniform(0.25, 0.45)
+    cup = rng.uniform(0.52, 0.85) if label == 2 else rng.uniform(0.25, 0.55)
     paint(img, soft_ellipse(size, disc_x, disc_y, 0.13 * cup, 0.14 * cup, 20), (1.0, 0.96, 0.85))
     attrs = {"label": label, "finding": CLASS_NAMES[label], "cup_ratio": round(float(cup), 2),
              "eye": "right" if side == 1 else "left", "lesions": 0}
@@ -53,11 +53,11 @@ def _vessels(img, rng, size, disc_x, disc_y, retina):
 
 
 def _lesions(img, rng, size, retina) -> int:
-    haemorrhages = int(rng.integers(4, 14))
+    haemorrhages = int(rng.integers(1, 12))
     centers = rng.uniform(-0.65, 0.65, size=(haemorrhages, 2))
     dots = gaussian_blobs(size, centers, rng.uniform(0.015, 0.03, haemorrhages), np.ones(haemorrhages, np.float32))
     paint(img, np.clip(dots * 1.5, 0, 1) * retina, (0.45, 0.02, 0.02))
-    exudates = int(rng.integers(2, 9))
+    exudates = int(rng.integers(0, 7))
     centers = rng.uniform(-0.6, 0.6, size=(exudates, 2))
     spots = gaussian_blobs(size, centers, rng.uniform(0.02, 0.04, exudates), np.ones(exudates, np.float32))
     paint(img, np.clip(spots * 1.5, 0, 1) * retina, (0.98, 0.9, 0.35))

@@ -23,14 +23,17 @@ def draw(rng: np.random.Generator, size: int) -> tuple[np.ndarray, dict]:
     fibres = 0.05 * np.sin(6 * smooth_noise(rng, size, 6) + xx * 8 * rng.uniform(0.5, 1.5))
     img += fibres[..., None]
     if label == 0:
-        count, sigma = int(rng.integers(14, 30)), rng.uniform(0.022, 0.032)
-        centers = _glandular_layout(rng, count)
+        count, sigma = int(rng.integers(14, 40)), rng.uniform(0.022, 0.036)
+        # Only some benign fields cut through a gland; the rest show scattered nuclei like a tumour would.
+        centers = _glandular_layout(rng, count) if rng.random() < 0.5 else rng.uniform(-0.95, 0.95, (count, 2))
     else:
-        count, sigma = int(rng.integers(24, 55)), rng.uniform(0.03, 0.045)
+        count, sigma = int(rng.integers(22, 55)), rng.uniform(0.027, 0.045)
         centers = rng.uniform(-0.95, 0.95, size=(count, 2))
     sigmas = sigma * rng.uniform(0.8, 1.3, count)
     nuclei = np.clip(gaussian_blobs(size, centers, sigmas, np.ones(count, np.float32)) * 1.6, 0, 1)
-    darkness = (0.22, 0.1, 0.42) if label == 1 else (0.38, 0.22, 0.58)
+    # Tumour nuclei stain darker on average, with overlap: staining varies from slide to slide.
+    shade = rng.uniform(0.0, 0.75) if label == 1 else rng.uniform(0.35, 1.0)
+    darkness = tuple(dark + shade * (light - dark) for dark, light in zip((0.2, 0.09, 0.4), (0.4, 0.24, 0.6)))
     paint(img, nuclei, darkness)
     img += 0.025 * rng.standard_normal((size, size, 1)).astype(np.float32)
     attrs = {"label": label, "finding": CLASS_NAMES[label], "nuclei": count,

@@ -42,10 +42,10 @@ def _add_opacity(img, rng, size, shift_x, shift_y) -> dict:
     # Patient's left is the image's right, as on a real frontal radiograph.
     cx = shift_x + (0.36 if side == "left" else -0.36) + rng.uniform(-0.06, 0.06)
     cy = shift_y + (-0.28 if zone == "upper" else 0.2) + rng.uniform(-0.06, 0.06)
-    strength = rng.uniform(0.12, 0.45)
+    strength = rng.uniform(0.06, 0.4)
     fluffy = 1.0 + 0.5 * smooth_noise(rng, size, 12)
     img += strength * gaussian_blob(size, cx, cy, rng.uniform(0.09, 0.17)) * np.clip(fluffy, 0, None)
-    severity = "severe" if strength > 0.33 else "moderate" if strength > 0.22 else "mild"
+    severity = "severe" if strength > 0.28 else "moderate" if strength > 0.16 else "mild"
     return {"side": side, "zone": zone, "severity": severity}
 
 

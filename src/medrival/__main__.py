@@ -1,0 +1,3 @@
+from medrival.cli.app import main
+
+main()

@@ -1,0 +1,64 @@
+"""What every adaptation method is: a config dataclass, fit/predict, and a registry entry saying which model
+families and tasks it supports (peft's tuner layout: config + implementation + register call)."""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import numpy as np
+
+from medrival.core.errors import ConfigError
+from medrival.core.registry import Registry, suggest
+
+
+@dataclass
+class Predictions:
+    """Per-sample outputs of a classification method: class probabilities (N x K) for the split's examples."""
+
+    probabilities: np.ndarray
+    trainable_parameters: int = 0
+    extras: dict[str, Any] = field(default_factory=dict)  # e.g. the chosen regularisation
+
+
+@dataclass(frozen=True)
+class MethodSpec:
+    name: str
+    config_class: type
+    build: Callable[[Any], Any]  # config -> method instance with fit(model, train, val, seed) / predict(test)
+    families: tuple[str, ...]
+    tasks: tuple[str, ...]
+    summary: str
+
+    def make_config(self, values: dict[str, Any]):
+        """Validate user values against the config dataclass; unknown keys suggest close field names."""
+        fields = {f.name: f for f in dataclasses.fields(self.config_class)}
+        unknown = [key for key in values if key not in fields]
+        if unknown:
+            hints = "; ".join(f"{k!r}" + (f" (did you mean {suggest(k, list(fields))[0]!r}?)"
+                                          if suggest(k, list(fields)) else "") for k in unknown)
+            raise ConfigError(f"Method {self.name!r} has no option {hints}. Its options: {', '.join(fields)}.")
+        try:
+            return self.config_class(**values)
+        except (TypeError, ValueError) as error:
+            raise ConfigError(f"Method {self.name!r}: invalid option value: {error}") from None
+
+    def normalised_config(self, values: dict[str, Any]) -> dict[str, Any]:
+        """All options with defaults filled in, so a default written explicitly gives the same cell id."""
+        return dataclasses.asdict(self.make_config(values))
+
+    def check_supports(self, family: str, task: str) -> str | None:
+        """None when the method can run this (family, task); else a sentence saying why not."""
+        if family not in self.families:
+            return f"method {self.name!r} supports {'/'.join(self.families)} models, not {family} ones"
+        if task not in self.tasks:
+            return f"method {self.name!r} supports {'/'.join(self.tasks)} tasks, not {task}"
+        return None
+
+
+METHODS: Registry[MethodSpec] = Registry("method")
+
+
+def help_of(config_class: type) -> dict[str, str]:
+    """Field name -> help text, from ``field(metadata={"help": ...})``."""
+    return {f.name: f.metadata.get("help", "") for f in dataclasses.fields(config_class)}

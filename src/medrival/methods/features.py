@@ -1,0 +1,68 @@
+"""Content-addressed image-feature cache shared by every cell of a study.
+
+A split is encoded once per (model weights + preprocessing, image content): the key hashes the model's
+fingerprint and the split's image bytes, so zero-shot and linear-probe cells of the same model and dataset,
+re-runs, and other studies on the same machine all reuse one encoding. Files are written atomically.
+"""
+from __future__ import annotations
+
+import os
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from medrival.core.types import ClassificationSplit
+
+
+class FeatureCache:
+    def __init__(self, root: str | Path | None):
+        self.root = Path(root) if root is not None else None
+        self._memory: dict[str, np.ndarray] = {}
+        self.hits = 0
+        self.misses = 0
+        self.encode_seconds = 0.0
+
+    def key(self, model, split: ClassificationSplit) -> str:
+        return f"{model.fingerprint}-{split.fingerprint()}"
+
+    def image_features(self, model, split: ClassificationSplit) -> np.ndarray:
+        """L2-normalised image embeddings (N x D float32) for every image of ``split``."""
+        key = self.key(model, split)
+        if key in self._memory:
+            self.hits += 1
+            return self._memory[key]
+        features = self._read(key)
+        if features is None:
+            self.misses += 1
+            started = time.perf_counter()
+            features = model.encode_images(split.images).numpy().astype(np.float32)
+            self.encode_seconds += time.perf_counter() - started
+            self._write(key, features)
+        else:
+            self.hits += 1
+        self._memory[key] = features
+        return features
+
+    def _path(self, key: str) -> Path | None:
+        return None if self.root is None else self.root / f"{key}.npy"
+
+    def _read(self, key: str) -> np.ndarray | None:
+        path = self._path(key)
+        if path is None or not path.is_file():
+            return None
+        try:
+            return np.load(path, allow_pickle=False)
+        except (OSError, ValueError):
+            return None  # a damaged cache entry is recomputed, never trusted
+
+    def _write(self, key: str, features: np.ndarray) -> None:
+        path = self._path(key)
+        if path is None:
+            return
+        path.parent.mkdir(parents=True, exist_ok=True)
+        handle, temp = tempfile.mkstemp(prefix=".tmp-", suffix=".npy", dir=path.parent)
+        with os.fdopen(handle, "wb") as stream:
+            np.save(stream, features, allow_pickle=False)
+        os.replace(temp, path)

@@ -1,0 +1,105 @@
+"""Running one cell: load (cached) model and data, fit the method on train/val, predict test, score.
+
+Models, dataset splits and image features are shared across the cells of a run through ``CellContext``.
+Every aggregate is computed from the per-sample predictions, which are stored with the result.
+"""
+from __future__ import annotations
+
+import time
+import traceback
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from medrival.core.cards import domain_of
+from medrival.core.provenance import capture
+from medrival.core.types import CellSpec, ClassificationSplit
+from medrival.data.catalog import dataset_registry, load_dataset
+from medrival.methods import METHODS
+from medrival.methods.features import FeatureCache
+from medrival.metrics import compute_classification_metrics
+from medrival.models.catalog import get_card
+from medrival.store import CellRecord, utc_now
+from medrival.study.spec import cell_id
+
+
+def describe_cell(cell: CellSpec) -> dict:
+    """The normalised spec stored with a result, plus fields derived from the card and dataset."""
+    card, info = get_card(cell.model), dataset_registry().get(cell.dataset).info
+    return {"model": cell.model, "dataset": cell.dataset, "method": cell.method, "seed": cell.seed,
+            "method_config": cell.config_dict(), "role": card.role, "family": card.family,
+            "modality": info.modality, "domain": domain_of(card, info), "task": info.task.value,
+            "pair": card.generalist_counterpart, "synthetic": bool(card.synthetic or info.synthetic)}
+
+
+def failure_record(cell: CellSpec, error: BaseException, started_at: str, wall_s: float) -> CellRecord:
+    message = f"{type(error).__name__}: {error}".splitlines()[0][:500]
+    return CellRecord(cell_id(cell), describe_cell(cell), "failed", {}, {"wall_s": wall_s}, capture(cell.seed),
+                      error=message, traceback=traceback.format_exc(), started_at=started_at, finished_at=utc_now())
+
+
+class CellContext:
+    """Caches shared by the cells of one run: one loaded model at a time, dataset splits, image features."""
+
+    def __init__(self, feature_dir: Path | None):
+        self.features = FeatureCache(feature_dir)
+        self._model_name: str | None = None
+        self._model = None
+        self._splits: dict[tuple[str, str], ClassificationSplit] = {}
+        self.load_model_s = 0.0
+        self.data_s = 0.0
+
+    def model(self, name: str):
+        if name != self._model_name:
+            from medrival.models.factory import create_model
+            started = time.perf_counter()
+            self._model, self._model_name = None, None  # free the previous model before loading the next
+            self._model, self._model_name = create_model(name), name
+            self.load_model_s += time.perf_counter() - started
+        return self._model
+
+    def split(self, dataset: str, split: str) -> ClassificationSplit:
+        key = (dataset, split)
+        if key not in self._splits:
+            started = time.perf_counter()
+            self._splits[key] = load_dataset(dataset, split)
+            self.data_s += time.perf_counter() - started
+        return self._splits[key]
+
+    def timings(self) -> dict[str, float]:
+        return {"data_s": self.data_s, "load_model_s": self.load_model_s,
+                "encode_s": self.features.encode_seconds}
+
+
+def predictions_frame(test: ClassificationSplit, probabilities: np.ndarray) -> pd.DataFrame:
+    frame = pd.DataFrame({"sample_id": test.ids.astype(str), "label": test.labels,
+                          "prediction": probabilities.argmax(axis=1)})
+    for index, name in enumerate(test.info.class_names):
+        frame[f"prob_{name}"] = probabilities[:, index]
+    return frame
+
+
+def execute_cell(cell: CellSpec, context: CellContext) -> tuple[CellRecord, pd.DataFrame | None]:
+    """Run one cell; any exception becomes a failed record (the study goes on)."""
+    started_at, started = utc_now(), time.perf_counter()
+    try:
+        model = context.model(cell.model)
+        train, val, test = (context.split(cell.dataset, s) for s in ("train", "val", "test"))
+        spec = METHODS.get(cell.method)
+        method = spec.build(spec.make_config(cell.config_dict()))
+        encode_before = context.features.encode_seconds
+        fit_started = time.perf_counter()
+        method.fit(model, train, val, context.features, seed=cell.seed)
+        output = method.predict(test)
+        fit_s = time.perf_counter() - fit_started - (context.features.encode_seconds - encode_before)
+        metrics = compute_classification_metrics(test.info.task, test.labels, output.probabilities,
+                                                 test.info.class_names)
+    except Exception as error:  # noqa: BLE001 - a cell's failure is data, not a crash of the study
+        return failure_record(cell, error, started_at, time.perf_counter() - started), None
+    cost = {"wall_s": time.perf_counter() - started, "fit_s": fit_s,
+            "encode_s": context.features.encode_seconds - encode_before,
+            "trainable_params": output.trainable_parameters, **output.extras}
+    record = CellRecord(cell_id(cell), describe_cell(cell), "done", metrics, cost, capture(cell.seed),
+                        started_at=started_at, finished_at=utc_now())
+    return record, predictions_frame(test, output.probabilities)

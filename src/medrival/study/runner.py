@@ -1,0 +1,80 @@
+"""The local study runner: study spec -> cells -> results in the store.
+
+Finished cells are skipped (so a re-run or a resumed run does only what is missing); a failing cell is recorded
+with its error and the study goes on; each image set is encoded once per model through the feature cache.
+Pending cells run grouped by model, then dataset, so each model is loaded once per study.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import pandas as pd
+
+from medrival.core.errors import ConfigError
+from medrival.core.types import CellSpec
+from medrival.data.catalog import dataset_registry
+from medrival.methods import METHODS
+from medrival.models.catalog import get_card, model_registry
+from medrival.store import ResultStore
+from medrival.study.cell import CellContext, execute_cell
+from medrival.study.spec import StudySpec, cell_id, check_names, expand_cells
+
+
+@dataclass
+class StudyRun:
+    store: ResultStore
+    cells: list[CellSpec]
+    ran: list[str] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
+    failed: list[str] = field(default_factory=list)
+    timings: dict[str, float] = field(default_factory=dict)
+
+    def frame(self) -> pd.DataFrame:
+        ids = {cell_id(c) for c in self.cells}
+        frame = self.store.results_frame()
+        return frame[frame["cell_id"].isin(ids)].reset_index(drop=True)
+
+
+def plan_cells(spec: StudySpec) -> list[CellSpec]:
+    """Validate names and method/model/dataset compatibility, then expand; nothing runs on a bad study."""
+    check_names(spec, {"models": model_registry().names(), "datasets": dataset_registry().names(),
+                       "methods": METHODS.names()})
+    problems = []
+    for entry in spec.methods:
+        method = METHODS.get(entry.name)
+        try:
+            method.make_config(entry.config)
+        except ConfigError as error:
+            problems.append(str(error))
+        for model in spec.models:
+            for dataset in spec.datasets:
+                why = method.check_supports(get_card(model).family, dataset_registry().get(dataset).info.task.value)
+                if why:
+                    problems.append(f"{why} (model {model!r}, dataset {dataset!r}).")
+    if problems:
+        raise ConfigError(f"{spec.source}: the study cannot run as written:\n- "
+                          + "\n- ".join(dict.fromkeys(problems)) + "\nRemove those combinations or pick others.")
+    return expand_cells(spec, lambda name, config: METHODS.get(name).normalised_config(config))
+
+
+def run_study(spec: StudySpec, store_dir: str | Path, progress: Callable[[str], None] = lambda _: None) -> StudyRun:
+    cells = plan_cells(spec)
+    store = ResultStore(store_dir)
+    run = StudyRun(store, cells)
+    finished = store.finished_ids()
+    pending = [c for c in cells if cell_id(c) not in finished]
+    run.skipped = [cell_id(c) for c in cells if cell_id(c) in finished]
+    context = CellContext(Path(store_dir) / "features")
+    started = time.perf_counter()
+    for number, cell in enumerate(sorted(pending, key=lambda c: (spec.models.index(c.model),
+                                                                spec.datasets.index(c.dataset))), 1):
+        record, predictions = execute_cell(cell, context)
+        store.save(record, predictions)
+        (run.ran if record.status == "done" else run.failed).append(record.cell_id)
+        progress(f"[{number}/{len(pending)}] {cell.model} | {cell.dataset} | {cell.method} | seed {cell.seed}: "
+                 + (record.status if record.status == "done" else f"FAILED ({record.error})"))
+    run.timings = {"wall_s": time.perf_counter() - started, **context.timings()}
+    return run

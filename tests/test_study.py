@@ -1,0 +1,165 @@
+"""The study runner end to end on the built-in demo: effects, reuse, resume after a kill, failures, validation."""
+from __future__ import annotations
+
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from medrival.core.errors import ConfigError
+from medrival.metrics import compute_classification_metrics
+from medrival.study.demo import run_demo
+from medrival.study.runner import run_study
+from medrival.study.spec import parse_study
+
+pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
+
+
+@pytest.fixture(scope="module")
+def demo_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("demo")
+    run = run_demo(out)
+    return out, run, run.frame()
+
+
+def _auroc(frame, model, dataset, method):
+    row = frame[(frame.model == model) & (frame.dataset == dataset) & (frame.method == method)]
+    assert len(row) == 1
+    return float(row.auroc.iloc[0])
+
+
+def test_demo_runs_every_cell(demo_run):
+    _, run, frame = demo_run
+    assert len(frame) == 16 and set(frame.status) == {"done"} and not run.failed
+    specialist = frame[frame.model == "demo-specialist-clip"].set_index("dataset").domain.to_dict()
+    assert specialist == {"demo-xray": "ID", "demo-pathology": "ID", "demo-dermoscopy": "OOD", "demo-fundus": "OOD"}
+    assert set(frame[frame.model == "demo-generalist-clip"].domain) == {"ID"}
+
+
+@pytest.mark.parametrize("dataset", ["demo-xray", "demo-pathology"])
+def test_specialist_beats_generalist_zero_shot_in_domain(demo_run, dataset):
+    frame = demo_run[2]
+    specialist = _auroc(frame, "demo-specialist-clip", dataset, "zero_shot")
+    generalist = _auroc(frame, "demo-generalist-clip", dataset, "zero_shot")
+    assert specialist > 0.85
+    assert specialist > generalist + 0.05
+
+
+@pytest.mark.parametrize("model", ["demo-generalist-clip", "demo-specialist-clip"])
+@pytest.mark.parametrize("dataset", ["demo-xray", "demo-pathology", "demo-dermoscopy", "demo-fundus"])
+def test_linear_probe_beats_zero_shot(demo_run, model, dataset):
+    frame = demo_run[2]
+    probe = _auroc(frame, model, dataset, "linear_probe")
+    assert probe > 0.8
+    assert probe > _auroc(frame, model, dataset, "zero_shot")
+
+
+def test_metrics_are_recomputable_from_stored_predictions(demo_run):
+    _, run, frame = demo_run
+    for record in run.store.records():
+        predictions = run.store.predictions(record.cell_id)
+        probabilities = predictions.filter(like="prob_").to_numpy()
+        recomputed = compute_classification_metrics(record.spec["task"], predictions.label.to_numpy(), probabilities)
+        for name, value in record.metrics.items():
+            assert recomputed[name] == pytest.approx(value, abs=1e-12)
+
+
+def test_each_split_is_encoded_once_per_model(demo_run):
+    out, run, _ = demo_run
+    assert len(list((out / "features").glob("*.npy"))) == 2 * 4 * 3
+
+
+def test_rerun_reuses_every_cell_with_identical_numbers(demo_run):
+    out, _, frame = demo_run
+    rerun = run_demo(out)
+    assert rerun.ran == [] and len(rerun.skipped) == 16
+    pd.testing.assert_frame_equal(rerun.frame(), frame)
+
+
+def _done_rows(path):
+    if not path.exists():
+        return 0
+    with sqlite3.connect(path, timeout=30) as conn:
+        try:
+            return conn.execute("select count(*) from cells where status='done'").fetchone()[0]
+        except sqlite3.OperationalError:
+            return 0
+
+
+def test_killed_demo_resumes_without_duplicates_or_losses(demo_run, tmp_path):
+    reference = demo_run[2]
+    out = tmp_path / "killed"
+    process = subprocess.Popen([sys.executable, "-m", "medrival", "demo", "--out", str(out), "--quiet"],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=os.environ.copy())
+    deadline = time.time() + 240
+    while _done_rows(out / "results.sqlite") < 3 and time.time() < deadline and process.poll() is None:
+        time.sleep(0.2)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    done_before = _done_rows(out / "results.sqlite")
+    assert 3 <= done_before < 16, "the kill should land mid-study"
+    resumed = run_demo(out)
+    assert len(resumed.skipped) == done_before and len(resumed.ran) == 16 - done_before
+    with sqlite3.connect(out / "results.sqlite") as conn:
+        ids = [row[0] for row in conn.execute("select cell_id from cells")]
+    assert len(ids) == len(set(ids)) == 16
+    columns = ["cell_id", "auroc", "accuracy", "balanced_accuracy", "macro_f1"]
+    pd.testing.assert_frame_equal(resumed.frame()[columns], reference[columns])
+    assert len(list((out / "predictions").glob("*.parquet"))) == 16
+
+
+STUDY = """\
+name: small
+models: [demo-generalist-clip]
+datasets: [demo-xray, demo-fundus]
+methods: [linear_probe]
+"""
+
+
+def test_a_failing_cell_is_recorded_and_the_study_goes_on(tmp_path, monkeypatch):
+    from medrival.methods import linear_probe
+
+    original = linear_probe.LinearProbe.fit
+
+    def fit_failing_on_fundus(self, model, train, val, features, seed=0):
+        if train.info.name == "demo-fundus":
+            raise RuntimeError("simulated out-of-memory")
+        return original(self, model, train, val, features, seed)
+
+    monkeypatch.setattr(linear_probe.LinearProbe, "fit", fit_failing_on_fundus)
+    run = run_study(parse_study(STUDY), tmp_path)
+    frame = run.frame().set_index("dataset")
+    assert frame.loc["demo-fundus", "status"] == "failed"
+    assert "simulated out-of-memory" in frame.loc["demo-fundus", "error"]
+    assert frame.loc["demo-xray", "status"] == "done"
+    monkeypatch.setattr(linear_probe.LinearProbe, "fit", original)
+    retry = run_study(parse_study(STUDY), tmp_path)
+    assert len(retry.ran) == 1 and len(retry.skipped) == 1
+    assert set(retry.frame().status) == {"done"}
+
+
+def test_incompatible_method_and_dataset_is_refused_before_running(tmp_path):
+    study = STUDY.replace("[demo-xray, demo-fundus]", "[demo-xray, demo-xray-vqa]")
+    with pytest.raises(ConfigError, match="vqa"):
+        run_study(parse_study(study), tmp_path)
+    assert not (tmp_path / "results.sqlite").exists()
+
+
+def test_bad_method_option_suggests_the_right_name(tmp_path):
+    study = STUDY.replace("methods: [linear_probe]", "methods:\n  - name: linear_probe\n    config: {cs: [1.0]}")
+    with pytest.raises(ConfigError, match="did you mean 'Cs'"):
+        run_study(parse_study(study), tmp_path)
+
+
+def test_explicit_default_option_gives_the_same_cell(tmp_path):
+    run_study(parse_study(STUDY), tmp_path)
+    explicit = STUDY.replace("methods: [linear_probe]",
+                             "methods:\n  - name: linear_probe\n    config: {max_iter: 2000}")
+    again = run_study(parse_study(explicit), tmp_path)
+    assert again.ran == [] and len(again.skipped) == 2
