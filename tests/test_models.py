@@ -304,3 +304,17 @@ def test_materialize_builds_a_loadable_folder_once(monkeypatch, tmp_path, compac
     demo_model = create_model(_card("demo", "fake-demo"))
     assert demo_model.fingerprint == create_model(_card("demo", "fake-demo")).fingerprint  # stable across loads
     _assert_unit_rows(demo_model.encode_texts(SENTENCES[:2]), 2)
+
+
+def test_local_dir_fingerprint_changes_when_weights_are_rewritten(tmp_path):
+    """Retrained weights in the same folder must not reuse features cached for the old ones."""
+    import os
+
+    from medrival.models.factory import _folder_version
+
+    weights = tmp_path / "open_clip_model.safetensors"
+    weights.write_bytes(b"a" * 10)
+    before = _folder_version(str(tmp_path))
+    weights.write_bytes(b"b" * 11)
+    os.utime(weights, ns=(1, 1))
+    assert _folder_version(str(tmp_path)) != before

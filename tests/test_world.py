@@ -144,16 +144,17 @@ def test_every_image_has_closed_and_open_questions(modality):
         assert len(questions) == len(set(questions)), "a question is asked twice about one image"
 
 
-# question -> predicate on the label that makes the answer "yes"
+# question -> predicate on the sample's attributes that makes the answer "yes"
 _CLOSED_RULES = {
-    "xray": {"is there an opacity in the lungs?": lambda y: y == 1,
-             "is this a normal chest x-ray?": lambda y: y == 0},
-    "dermoscopy": {"is this lesion malignant?": lambda y: y == 1,
-                   "is the lesion border irregular?": lambda y: y == 1},
-    "fundus": {"are there haemorrhages in the retina?": lambda y: y == 1,
-               "is the optic cup enlarged?": lambda y: y == 2},
-    "pathology": {"are the nuclei enlarged?": lambda y: y == 1,
-                  "is there evidence of malignancy?": lambda y: y == 1},
+    "xray": {"is there an opacity in the lungs?": lambda a: a["label"] == 1,
+             "is this a normal chest x-ray?": lambda a: a["label"] == 0},
+    # Border irregularity overlaps between classes: it follows the drawn border, not the diagnosis.
+    "dermoscopy": {"is this lesion malignant?": lambda a: a["label"] == 1,
+                   "is the lesion border irregular?": lambda a: a["irregular"]},
+    "fundus": {"are there haemorrhages in the retina?": lambda a: a["label"] == 1,
+               "is the optic cup enlarged?": lambda a: a["label"] == 2},
+    "pathology": {"are the nuclei enlarged?": lambda a: a["label"] == 1,
+                  "is there evidence of malignancy?": lambda a: a["label"] == 1},
 }
 
 
@@ -164,7 +165,7 @@ def test_closed_answers_follow_labels(modality):
     for attrs in sample.attrs:
         answers = {q: a for q, a, _ in world.questions(modality, attrs)}
         for question, is_yes in _CLOSED_RULES[modality].items():
-            assert answers[question] == ("yes" if is_yes(attrs["label"]) else "no"), (question, attrs)
+            assert answers[question] == ("yes" if is_yes(attrs) else "no"), (question, attrs)
         # The open diagnosis question names the class.
         open_answers = [a for q, a, kind in world.questions(modality, attrs) if kind == "open"]
         finding = module.CLASS_NAMES[attrs["label"]]

@@ -10,6 +10,12 @@ from rich.console import Console
 from medrival.cli.app import app
 
 
+def _console() -> Console:
+    """A wide console when output is piped (CI logs, files): the results table then stays one row per cell."""
+    console = Console()
+    return console if console.is_terminal else Console(width=200)
+
+
 def _finish(run, out_dir: Path, console: Console) -> None:
     from medrival.report import results_table, write_reports
 
@@ -37,7 +43,7 @@ def demo(out: Path = typer.Option(Path("medrival-demo"), "--out", "-o",
     """
     from medrival.study.demo import run_demo
 
-    console = Console()
+    console = _console()
     console.print("[bold]medrival demo[/bold]: synthetic data and tiny synthetic models (offline).")
     run = run_demo(out, progress=(lambda _: None) if quiet else console.print)
     _finish(run, out, console)
@@ -57,6 +63,6 @@ def run(study_file: Path = typer.Argument(..., help="Study YAML: models, dataset
 
     spec = load_study(study_file)
     out_dir = out or Path(spec.store or Path("medrival-results") / spec.name)
-    console = Console()
+    console = _console()
     result = run_study(spec, out_dir, progress=console.print)
     _finish(result, out_dir, console)

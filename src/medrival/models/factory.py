@@ -1,10 +1,23 @@
 """``create_model``: from a card name to a ready model behind the family protocol."""
 from __future__ import annotations
 
+from pathlib import Path
+
 from medrival.core.cards import ModelCard
 from medrival.core.errors import MedrivalError
 from medrival.models.catalog import get_card
 from medrival.models.openclip_adapter import OpenClipModel
+
+
+def _folder_version(folder: str) -> str:
+    """Path plus size and modification time of every weight file: retrained weights in the same folder must
+    not reuse features cached for the old ones (hashing multi-GB checkpoints on every load would be too slow)."""
+    root = Path(folder).expanduser().resolve()
+    if not root.is_dir():
+        return str(root)
+    stamps = [f"{p.name}:{p.stat().st_size}:{p.stat().st_mtime_ns}" for p in sorted(root.iterdir())
+              if p.suffix in (".safetensors", ".bin", ".pth", ".pt")]
+    return f"{root}|{'|'.join(stamps)}"
 
 
 def _open_clip_identifier(card: ModelCard) -> tuple[str, str | None, str]:
@@ -15,7 +28,7 @@ def _open_clip_identifier(card: ModelCard) -> tuple[str, str | None, str]:
         folder = materialize(source.name)
         return f"local-dir:{folder}", None, f"demo:{folder.name}"
     if source.kind == "local-dir":
-        return f"local-dir:{source.name}", None, f"local-dir:{source.name}"
+        return f"local-dir:{source.name}", None, f"local-dir:{_folder_version(source.name)}"
     if source.kind == "hf-hub":
         return f"hf-hub:{source.name}", None, f"hf-hub:{source.name}@{source.revision or 'main'}"
     return source.name, source.pretrained, f"open_clip:{source.name}:{source.pretrained}"
