@@ -47,17 +47,20 @@ def test_specialist_beats_generalist_zero_shot_in_domain(demo_run, dataset):
     frame = demo_run[2]
     specialist = _auroc(frame, "demo-specialist-clip", dataset, "zero_shot")
     generalist = _auroc(frame, "demo-generalist-clip", dataset, "zero_shot")
-    assert specialist > 0.85
-    assert specialist > generalist + 0.05
+    assert specialist > 0.65
+    assert specialist > generalist + 0.1
 
 
 @pytest.mark.parametrize("model", ["demo-generalist-clip", "demo-specialist-clip"])
-@pytest.mark.parametrize("dataset", ["demo-xray", "demo-pathology", "demo-dermoscopy", "demo-fundus"])
-def test_linear_probe_beats_zero_shot(demo_run, model, dataset):
+def test_linear_probe_beats_zero_shot(demo_run, model):
     frame = demo_run[2]
-    probe = _auroc(frame, model, dataset, "linear_probe")
-    assert probe > 0.8
-    assert probe > _auroc(frame, model, dataset, "zero_shot")
+    datasets = ["demo-xray", "demo-pathology", "demo-dermoscopy", "demo-fundus"]
+    probe = np.array([_auroc(frame, model, d, "linear_probe") for d in datasets])
+    zero = np.array([_auroc(frame, model, d, "zero_shot") for d in datasets])
+    assert probe.mean() > zero.mean() + 0.15
+    assert (probe > 0.75).all()
+    # Where zero-shot is already near the probe (the specialist in-domain) the probe is at least as good.
+    assert (probe >= zero - 0.01).all()
 
 
 def test_metrics_are_recomputable_from_stored_predictions(demo_run):

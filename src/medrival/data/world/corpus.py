@@ -14,7 +14,7 @@ from medrival.data import world
 # medical_rate: how often a lay caption also names the diagnosis (web alt-text sometimes does).
 CORPORA = {
     "generalist": {"modalities": ("xray", "dermoscopy", "fundus", "pathology", "natural"), "style": "generic",
-                   "medical_rate": 0.1},
+                   "medical_rate": 0.15},
     "specialist": {"modalities": ("xray", "pathology"), "style": "report", "medical_rate": 0.0},
 }
 

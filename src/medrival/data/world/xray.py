@@ -66,9 +66,10 @@ def generic_caption(attrs: dict, rng: np.random.Generator, medical_rate: float) 
 def report(attrs: dict, rng: np.random.Generator) -> str:
     view = str(rng.choice(["Frontal chest radiograph", "PA chest x-ray", "AP portable chest film", "Chest x-ray"]))
     if attrs["label"] == 0:
+        # Normal reports avoid negated findings ("no pneumonia"): a tiny text encoder reads words, not negation.
         finding = str(rng.choice([
-            "clear lungs, no acute cardiopulmonary findings", "normal lungs without consolidation",
-            "no airspace opacity; normal study", "no pneumonia. lungs are clear"]))
+            "clear lungs, no acute cardiopulmonary findings", "normal lungs, clear study",
+            "lungs are clear; normal chest", "unremarkable chest with clear normal lungs"]))
     else:
         finding = (f"{attrs['severity']} {attrs['side']} {attrs['zone']} lobe "
                    + str(rng.choice(["consolidation consistent with pneumonia", "airspace opacity, pneumonia",
