@@ -6,7 +6,7 @@ study file is fixed from the message alone.
 from __future__ import annotations
 
 import difflib
-from typing import Callable, Generic, Iterator, TypeVar
+from typing import Generic, Iterator, TypeVar
 
 from medrival.core.errors import UnknownNameError
 
@@ -62,5 +62,3 @@ class Registry(Generic[T]):
     def __len__(self) -> int:
         return len(self._items)
 
-
-Factory = Callable[..., T]

@@ -35,8 +35,8 @@ class MethodSpec:
         fields = {f.name: f for f in dataclasses.fields(self.config_class)}
         unknown = [key for key in values if key not in fields]
         if unknown:
-            hints = "; ".join(f"{k!r}" + (f" (did you mean {suggest(k, list(fields))[0]!r}?)"
-                                          if suggest(k, list(fields)) else "") for k in unknown)
+            hints = "; ".join(f"{k!r}" + "".join(f" (did you mean {close!r}?)" for close in suggest(k, list(fields))[:1])
+                              for k in unknown)
             raise ConfigError(f"Method {self.name!r} has no option {hints}. Its options: {', '.join(fields)}.")
         try:
             return self.config_class(**values)
