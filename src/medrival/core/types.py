@@ -97,6 +97,7 @@ class ClassificationSplit:
     labels: np.ndarray  # N (int) or N x L (0/1) for multilabel
     ids: np.ndarray  # N strings, unique per image
     meta: dict[str, np.ndarray] = field(default_factory=dict)
+    _fingerprint: str | None = field(default=None, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         n = len(self.images)
@@ -117,8 +118,12 @@ class ClassificationSplit:
         return ClassificationExample(self.images[i], self.labels[i], meta)
 
     def fingerprint(self) -> str:
-        """Content hash of the images alone: the feature-cache key does not depend on labels."""
-        return _hash_arrays(self.images)
+        """Content hash of the images alone: the feature-cache key does not depend on labels.
+
+        Hashed once per split object: every cell of a run asks for it, and images are not edited in place."""
+        if self._fingerprint is None:
+            self._fingerprint = _hash_arrays(self.images)
+        return self._fingerprint
 
 
 @dataclass

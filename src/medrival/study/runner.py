@@ -64,9 +64,9 @@ def run_study(spec: StudySpec, store_dir: str | Path, progress: Callable[[str], 
     cells = plan_cells(spec)
     store = ResultStore(store_dir)
     run = StudyRun(store, cells)
-    finished = store.finished_ids()
-    pending = [c for c in cells if cell_id(c) not in finished]
-    run.skipped = [cell_id(c) for c in cells if cell_id(c) in finished]
+    finished, ids = store.finished_ids(), {cell: cell_id(cell) for cell in cells}
+    pending = [c for c in cells if ids[c] not in finished]
+    run.skipped = [ids[c] for c in cells if ids[c] in finished]
     context = CellContext(Path(store_dir) / "features")
     started = time.perf_counter()
     for number, cell in enumerate(sorted(pending, key=lambda c: (spec.models.index(c.model),
