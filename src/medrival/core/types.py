@@ -97,6 +97,10 @@ class ClassificationSplit:
     labels: np.ndarray  # N (int) or N x L (0/1) for multilabel
     ids: np.ndarray  # N strings, unique per image
     meta: dict[str, np.ndarray] = field(default_factory=dict)
+    # A few-shot subset remembers the split it was drawn from and which rows: its features are rows of the
+    # parent's cached features, so drawing many subsets never encodes an image twice.
+    parent: "ClassificationSplit | None" = field(default=None, repr=False, compare=False)
+    parent_indices: np.ndarray | None = field(default=None, repr=False, compare=False)
     _fingerprint: str | None = field(default=None, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -116,6 +120,17 @@ class ClassificationSplit:
     def __getitem__(self, i: int) -> ClassificationExample:
         meta = {"id": str(self.ids[i]), **{k: v[i] for k, v in self.meta.items()}}
         return ClassificationExample(self.images[i], self.labels[i], meta)
+
+    def subset(self, indices) -> "ClassificationSplit":
+        """The rows ``indices`` (in that order) as a split that knows its parent (see ``parent``)."""
+        indices = np.asarray(indices, dtype=np.int64)
+        if indices.ndim != 1 or (len(indices) and (indices.min() < 0 or indices.max() >= len(self))):
+            raise DataError(f"{self.info.name}/{self.split}: subset indices must be a 1-D array of rows in "
+                            f"0..{len(self) - 1}.")
+        root, rows = (self.parent, self.parent_indices[indices]) if self.parent is not None else (self, indices)
+        return ClassificationSplit(self.info, self.split, self.images[indices], self.labels[indices],
+                                   self.ids[indices], {k: v[indices] for k, v in self.meta.items()},
+                                   parent=root, parent_indices=rows)
 
     def fingerprint(self) -> str:
         """Content hash of the images alone: the feature-cache key does not depend on labels.
@@ -158,6 +173,23 @@ class CellSpec:
     method: str
     seed: int = 0
     method_config: tuple[tuple[str, Any], ...] = ()
+    # Label budget of the training data: ``shots`` examples per class or a ``fraction`` of the training split
+    # (neither: all of it), and which seeded ``draw`` of that budget. Draws depend on the dataset and budget
+    # only, so every model and method of a study sees the same subsets (paired comparisons).
+    shots: int | None = None
+    fraction: float | None = None
+    draw: int = 0
+    subsample_val: bool = False  # validation gets the same budget as training ("matched" few-shot protocol)
+    weights: str | None = None  # a local weights folder overriding the model card's source
 
     def config_dict(self) -> dict[str, Any]:
         return dict(self.method_config)
+
+    @property
+    def budget(self) -> str:
+        """"full", "16-shot" or "10%": a short label for tables and plots."""
+        if self.shots is not None:
+            return f"{self.shots}-shot"
+        if self.fraction is not None:
+            return f"{self.fraction * 100:g}%"
+        return "full"

@@ -3,9 +3,12 @@
 A split is encoded once per (model weights + preprocessing, image content): the key hashes the model's
 fingerprint and the split's image bytes, so zero-shot and linear-probe cells of the same model and dataset,
 re-runs, and other studies on the same machine all reuse one encoding. Files are written atomically.
+Few-shot subsets are served as rows of their parent split's features, and identical images inside a split are
+encoded once, so ``encoded_images`` counts every distinct image a model had to see exactly once.
 """
 from __future__ import annotations
 
+import hashlib
 import os
 import tempfile
 import time
@@ -23,12 +26,15 @@ class FeatureCache:
         self.hits = 0
         self.misses = 0
         self.encode_seconds = 0.0
+        self.encoded_images = 0  # images passed through an image encoder by this cache
 
     def key(self, model, split: ClassificationSplit) -> str:
         return f"{model.fingerprint}-{split.fingerprint()}"
 
     def image_features(self, model, split: ClassificationSplit) -> np.ndarray:
         """L2-normalised image embeddings (N x D float32) for every image of ``split``."""
+        if split.parent is not None:
+            return self.image_features(model, split.parent)[split.parent_indices]
         key = self.key(model, split)
         if key in self._memory:
             self.hits += 1
@@ -36,14 +42,29 @@ class FeatureCache:
         features = self._read(key)
         if features is None:
             self.misses += 1
-            started = time.perf_counter()
-            features = model.encode_images(split.images).numpy().astype(np.float32)
-            self.encode_seconds += time.perf_counter() - started
+            features = self._encode_distinct(model, split.images)
             self._write(key, features)
         else:
             self.hits += 1
         self._memory[key] = features
         return features
+
+    def _encode_distinct(self, model, images: np.ndarray) -> np.ndarray:
+        """Encode each distinct image once and scatter the rows back to every copy."""
+        index_of: dict[bytes, int] = {}
+        unique_rows: list[int] = []
+        inverse = np.empty(len(images), dtype=np.int64)
+        for row, image in enumerate(images):
+            digest = hashlib.blake2b(image.tobytes(), digest_size=16).digest()
+            if digest not in index_of:
+                index_of[digest] = len(unique_rows)
+                unique_rows.append(row)
+            inverse[row] = index_of[digest]
+        started = time.perf_counter()
+        encoded = model.encode_images(images[unique_rows]).numpy().astype(np.float32)
+        self.encode_seconds += time.perf_counter() - started
+        self.encoded_images += len(unique_rows)
+        return encoded[inverse]
 
     def _path(self, key: str) -> Path | None:
         return None if self.root is None else self.root / f"{key}.npy"

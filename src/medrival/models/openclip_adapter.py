@@ -41,6 +41,29 @@ def check_images(images) -> None:
                         "(np.clip(x, 0, 1) * 255).round().astype(np.uint8) if they are floats in [0, 1].")
 
 
+def check_texts(texts) -> list[str]:
+    """The texts as a list, or ``DataError`` when they are not a list of strings."""
+    if isinstance(texts, (str, bytes)) or not hasattr(texts, "__iter__"):
+        raise DataError(f"texts must be a list of strings, got {type(texts).__name__}.")
+    texts = list(texts)
+    if not all(isinstance(t, str) for t in texts):
+        raise DataError("texts must be a list of strings; some items are not strings.")
+    return texts
+
+
+def encode_in_batches(model, images: np.ndarray, batch_size: int, normalize: bool):
+    """Preprocess and encode in batches under inference mode; float32 embeddings on the CPU."""
+    import torch
+
+    check_images(images)
+    outputs = []
+    with torch.inference_mode():
+        for start in range(0, len(images), batch_size):
+            pixels = model.preprocess(images[start:start + batch_size])
+            outputs.append(model.image_features(pixels, normalize).float().cpu())
+    return torch.cat(outputs) if outputs else torch.zeros(0, model.embed_dim)
+
+
 def preprocess_images(images: np.ndarray, preprocess_cfg: dict):
     """uint8 N x H x W x 3 -> normalised float tensor N x 3 x S x S, as open_clip's transform would.
 
@@ -125,30 +148,43 @@ class OpenClipModel:
     def preprocess(self, images: np.ndarray):
         return preprocess_images(images, self.preprocess_cfg)
 
-    def encode_images(self, images: np.ndarray, batch_size: int = 256, normalize: bool = True):
-        import torch
+    # ------------------------------------------------------------------ differentiable forward passes
+    @property
+    def device(self):
+        return next(self.model.parameters()).device
 
-        check_images(images)
-        outputs = []
-        with torch.inference_mode():
-            for start in range(0, len(images), batch_size):
-                batch = self.preprocess(images[start:start + batch_size])
-                outputs.append(self.model.encode_image(batch, normalize=normalize).float())
-        return torch.cat(outputs) if outputs else torch.zeros(0, self.embed_dim)
+    def to(self, device) -> "OpenClipModel":
+        self.model.to(device)
+        return self
+
+    def tokenize(self, texts: list[str]):
+        """Token ids (M x context length) on the model's device."""
+        return self.tokenizer(check_texts(texts)).to(self.device)
+
+    def image_features(self, pixels, normalize: bool = True):
+        """Embeddings of preprocessed pixels (N x 3 x S x S), with gradients (for LoRA / fine-tuning)."""
+        return self.model.encode_image(pixels.to(self.device), normalize=normalize)
+
+    def text_features(self, texts: list[str], normalize: bool = True):
+        """Embeddings of texts, with gradients."""
+        return self.model.encode_text(self.tokenize(texts), normalize=normalize)
+
+    def set_grad_checkpointing(self, enabled: bool = True) -> None:
+        self.model.set_grad_checkpointing(enabled)
+
+    # ------------------------------------------------------------------ inference
+    def encode_images(self, images: np.ndarray, batch_size: int = 256, normalize: bool = True):
+        """L2-normalised (by default) float32 CPU embeddings of uint8 images N x H x W x 3."""
+        return encode_in_batches(self, images, batch_size, normalize)
 
     def encode_texts(self, texts: list[str], batch_size: int = 256, normalize: bool = True):
         import torch
 
-        if isinstance(texts, (str, bytes)) or not hasattr(texts, "__iter__"):
-            raise DataError(f"texts must be a list of strings, got {type(texts).__name__}.")
-        texts = list(texts)
-        if not all(isinstance(t, str) for t in texts):
-            raise DataError("texts must be a list of strings; some items are not strings.")
+        texts = check_texts(texts)
         outputs = []
         with torch.inference_mode():
             for start in range(0, len(texts), batch_size):
-                tokens = self.tokenizer(list(texts[start:start + batch_size]))
-                outputs.append(self.model.encode_text(tokens, normalize=normalize).float())
+                outputs.append(self.text_features(texts[start:start + batch_size], normalize).float().cpu())
         return torch.cat(outputs) if outputs else torch.zeros(0, self.embed_dim)
 
     @property

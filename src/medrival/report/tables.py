@@ -18,13 +18,13 @@ from rich.text import Text
 
 from medrival.core.errors import MedrivalError
 
-IDENTITY_COLUMNS = ("model", "role", "dataset", "modality", "domain", "method", "seed")
+IDENTITY_COLUMNS = ("model", "role", "dataset", "modality", "domain", "method", "budget", "draw", "seed")
 PREFERRED_METRICS = ("auroc", "accuracy", "balanced_accuracy", "macro_f1")
 # Numeric columns that are bookkeeping, not metrics, and so are never shown as metric columns.
 NON_METRIC_COLUMNS = frozenset({
     "cell_id", "status", "model", "role", "dataset", "modality", "domain", "task", "method", "seed",
     "wall_s", "encode_s", "fit_s", "trainable_params", "error", "traceback", "synthetic", "spec",
-    "started_at", "finished_at",
+    "started_at", "finished_at", "budget", "draw", "shots", "fraction", "peak_rss_mb", "n_train", "n_val",
 })
 ERROR_WIDTH = 80
 NO_RESULTS = "no results"
@@ -47,10 +47,19 @@ def _has_errors(frame: pd.DataFrame) -> bool:
 
 def display_columns(frame: pd.DataFrame) -> list[str]:
     """The columns a report shows, in order; ``error`` only when some cell has one."""
-    cols = [c for c in IDENTITY_COLUMNS if c in frame.columns] + metric_columns(frame)
+    cols = [c for c in IDENTITY_COLUMNS if c in frame.columns and not _only_defaults(frame, c)]
+    cols += metric_columns(frame)
     cols += ["wall_s"] if "wall_s" in frame.columns else []
     cols += ["status"]  # always shown: a missing status column reads as "done" (see _cell_text)
     return cols + (["error"] if _has_errors(frame) else [])
+
+
+def _only_defaults(frame: pd.DataFrame, column: str) -> bool:
+    """Budget and draw columns are noise in a study without label budgets: hide them there."""
+    if column not in ("budget", "draw"):
+        return False
+    values = set(frame[column].dropna().tolist())
+    return values <= ({"full"} if column == "budget" else {0})
 
 
 def _present(value: Any) -> bool:

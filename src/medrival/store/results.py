@@ -38,9 +38,9 @@ _TMP_SUFFIX = ".tmp"
 _STALE_TMP_S = 24 * 3600  # a temp file this old is garbage even if its pid was reused by another process
 _BUSY_TIMEOUT_S = 30.0
 _STATUSES = ("done", "failed")
-_SPEC_COLUMNS = ("model", "role", "dataset", "modality", "domain", "task", "method", "seed")
-_COST_COLUMNS = ("wall_s", "trainable_params")
-_SORT_KEYS = ["dataset", "model", "method", "seed"]
+_SPEC_COLUMNS = ("model", "role", "dataset", "modality", "domain", "task", "method", "budget", "draw", "seed")
+_COST_COLUMNS = ("wall_s", "trainable_params", "peak_rss_mb")
+_SORT_KEYS = ["dataset", "model", "method", "budget", "draw", "seed"]
 _SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._=+-]{0,150}$")
 
 _SCHEMA = """
@@ -405,7 +405,7 @@ class ResultStore:
                 row["synthetic"] = bool(rec.spec.get("synthetic", False))
             rows.append(row)
         frame = pd.DataFrame(rows, columns=columns)
-        for col in [*metric_cols.values(), "wall_s"]:
+        for col in [*metric_cols.values(), "wall_s", "peak_rss_mb"]:
             frame[col] = pd.to_numeric(frame[col], errors="coerce").astype(float)
         if frame.empty:
             return frame
@@ -415,6 +415,6 @@ class ResultStore:
 
 def _sort_key(col: pd.Series) -> pd.Series:
     # Mixed types in one key column (a seed missing on a failed cell) must not make sorting raise.
-    if col.name == "seed":
+    if col.name in ("seed", "draw"):
         return pd.to_numeric(col, errors="coerce")
     return col.map(lambda v: None if v is None or (isinstance(v, float) and math.isnan(v)) else str(v))

@@ -13,9 +13,12 @@ import numpy as np
 import pandas as pd
 
 from medrival.core.cards import domain_of
+from medrival.core.errors import MedrivalError
 from medrival.core.provenance import capture
+from medrival.core.resources import PeakMemory
 from medrival.core.types import CellSpec, ClassificationSplit
 from medrival.data.catalog import dataset_registry, load_dataset
+from medrival.data.fewshot import apply_budget
 from medrival.methods import METHODS
 from medrival.methods.features import FeatureCache
 from medrival.metrics import compute_classification_metrics
@@ -30,7 +33,9 @@ def describe_cell(cell: CellSpec) -> dict:
     return {"model": cell.model, "dataset": cell.dataset, "method": cell.method, "seed": cell.seed,
             "method_config": cell.config_dict(), "role": card.role, "family": card.family,
             "modality": info.modality, "domain": domain_of(card, info), "task": info.task.value,
-            "pair": card.generalist_counterpart, "synthetic": bool(card.synthetic or info.synthetic)}
+            "pair": card.generalist_counterpart, "synthetic": bool(card.synthetic or info.synthetic),
+            "budget": cell.budget, "shots": cell.shots, "fraction": cell.fraction, "draw": cell.draw,
+            "subsample_val": cell.subsample_val, "weights": cell.weights}
 
 
 def failure_record(cell: CellSpec, error: BaseException, started_at: str, wall_s: float) -> CellRecord:
@@ -39,23 +44,38 @@ def failure_record(cell: CellSpec, error: BaseException, started_at: str, wall_s
                       error=message, traceback=traceback.format_exc(), started_at=started_at, finished_at=utc_now())
 
 
+def resolve_device(device: str) -> str:
+    """"auto" -> "cuda" when a GPU is usable, else "cpu"; an explicit device must exist."""
+    import torch
+
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise MedrivalError(f"device {device!r} was asked for but torch sees no CUDA GPU "
+                            f"(torch {torch.__version__}); use device: cpu or auto.")
+    return device
+
+
 class CellContext:
     """Caches shared by the cells of one run: one loaded model at a time, dataset splits, image features."""
 
-    def __init__(self, feature_dir: Path | None):
+    def __init__(self, feature_dir: Path | None, device: str = "auto", checkpoint_dir: Path | None = None):
         self.features = FeatureCache(feature_dir)
-        self._model_name: str | None = None
+        self.device = device
+        self.checkpoint_dir = checkpoint_dir
+        self._model_key: tuple[str, str | None] | None = None
         self._model = None
         self._splits: dict[tuple[str, str], ClassificationSplit] = {}
         self.load_model_s = 0.0
         self.data_s = 0.0
 
-    def model(self, name: str):
-        if name != self._model_name:
+    def model(self, name: str, weights: str | None = None):
+        if (name, weights) != self._model_key:
             from medrival.models.factory import create_model
             started = time.perf_counter()
-            self._model, self._model_name = None, None  # free the previous model before loading the next
-            self._model, self._model_name = create_model(name), name
+            self._model, self._model_key = None, None  # free the previous model before loading the next
+            model = create_model(name, weights=weights) if weights else create_model(name)
+            self._model, self._model_key = model.to(resolve_device(self.device)), (name, weights)
             self.load_model_s += time.perf_counter() - started
         return self._model
 
@@ -80,25 +100,44 @@ def predictions_frame(test: ClassificationSplit, probabilities: np.ndarray) -> p
     return frame
 
 
+def budgeted_splits(cell: CellSpec, context: CellContext):
+    """(train, val, test) under the cell's label budget; test is always whole."""
+    train, val, test = (context.split(cell.dataset, s) for s in ("train", "val", "test"))
+    train = apply_budget(train, cell.shots, cell.fraction, cell.draw)
+    if cell.subsample_val:
+        val = apply_budget(val, cell.shots, cell.fraction, cell.draw)
+    return train, val, test
+
+
+def _fit_and_predict(cell: CellSpec, context: CellContext):
+    """Fit on train/val, predict test; returns (output, test split, timing and size facts)."""
+    model = context.model(cell.model, cell.weights)
+    train, val, test = budgeted_splits(cell, context)
+    spec = METHODS.get(cell.method)
+    method = spec.build(spec.make_config(cell.config_dict()))
+    encode_before = context.features.encode_seconds
+    fit_started = time.perf_counter()
+    method.fit(model, train, val, context.features, seed=cell.seed)
+    output = method.predict(test)
+    facts = {"fit_s": time.perf_counter() - fit_started - (context.features.encode_seconds - encode_before),
+             "encode_s": context.features.encode_seconds - encode_before,
+             "n_train": len(train), "n_val": len(val), "device": str(model.device)}
+    if context.checkpoint_dir is not None and hasattr(method, "save"):
+        method.save(context.checkpoint_dir / cell_id(cell))
+    return output, test, facts
+
+
 def execute_cell(cell: CellSpec, context: CellContext) -> tuple[CellRecord, pd.DataFrame | None]:
     """Run one cell; any exception becomes a failed record (the study goes on)."""
     started_at, started = utc_now(), time.perf_counter()
     try:
-        model = context.model(cell.model)
-        train, val, test = (context.split(cell.dataset, s) for s in ("train", "val", "test"))
-        spec = METHODS.get(cell.method)
-        method = spec.build(spec.make_config(cell.config_dict()))
-        encode_before = context.features.encode_seconds
-        fit_started = time.perf_counter()
-        method.fit(model, train, val, context.features, seed=cell.seed)
-        output = method.predict(test)
-        fit_s = time.perf_counter() - fit_started - (context.features.encode_seconds - encode_before)
+        with PeakMemory() as peak:
+            output, test, facts = _fit_and_predict(cell, context)
         metrics = compute_classification_metrics(test.info.task, test.labels, output.probabilities,
                                                  test.info.class_names)
     except Exception as error:  # noqa: BLE001 - a cell's failure is data, not a crash of the study
         return failure_record(cell, error, started_at, time.perf_counter() - started), None
-    cost = {"wall_s": time.perf_counter() - started, "fit_s": fit_s,
-            "encode_s": context.features.encode_seconds - encode_before,
+    cost = {"wall_s": time.perf_counter() - started, **facts, **peak.as_dict(),
             "trainable_params": output.trainable_parameters, **output.extras}
     record = CellRecord(cell_id(cell), describe_cell(cell), "done", metrics, cost, capture(cell.seed),
                         started_at=started_at, finished_at=utc_now())

@@ -20,7 +20,7 @@ from medrival.methods import METHODS
 from medrival.models.catalog import get_card, model_registry
 from medrival.store import ResultStore
 from medrival.study.cell import CellContext, execute_cell
-from medrival.study.spec import StudySpec, cell_id, check_names, expand_cells
+from medrival.study.spec import StudySpec, cell_id, check_names, check_weights, expand_cells
 
 
 @dataclass
@@ -54,6 +54,7 @@ def plan_cells(spec: StudySpec) -> list[CellSpec]:
                 why = method.check_supports(get_card(model).family, dataset_registry().get(dataset).info.task.value)
                 if why:
                     problems.append(f"{why} (model {model!r}, dataset {dataset!r}).")
+    check_weights(spec)
     if problems:
         raise ConfigError(f"{spec.source}: the study cannot run as written:\n- "
                           + "\n- ".join(dict.fromkeys(problems)) + "\nRemove those combinations or pick others.")
@@ -67,14 +68,16 @@ def run_study(spec: StudySpec, store_dir: str | Path, progress: Callable[[str], 
     finished, ids = store.finished_ids(), {cell: cell_id(cell) for cell in cells}
     pending = [c for c in cells if ids[c] not in finished]
     run.skipped = [ids[c] for c in cells if ids[c] in finished]
-    context = CellContext(Path(store_dir) / "features")
+    context = CellContext(Path(store_dir) / "features", spec.device,
+                          Path(store_dir) / "checkpoints" if spec.save_checkpoints else None)
     started = time.perf_counter()
     for number, cell in enumerate(sorted(pending, key=lambda c: (spec.models.index(c.model),
                                                                 spec.datasets.index(c.dataset))), 1):
         record, predictions = execute_cell(cell, context)
         store.save(record, predictions)
         (run.ran if record.status == "done" else run.failed).append(record.cell_id)
-        progress(f"[{number}/{len(pending)}] {cell.model} | {cell.dataset} | {cell.method} | seed {cell.seed}: "
+        budget = "" if cell.budget == "full" else f" | {cell.budget} draw {cell.draw}"
+        progress(f"[{number}/{len(pending)}] {cell.model} | {cell.dataset} | {cell.method}{budget} | seed {cell.seed}: "
                  + (record.status if record.status == "done" else f"FAILED ({record.error})"))
     run.timings = {"wall_s": time.perf_counter() - started, **context.timings()}
     return run

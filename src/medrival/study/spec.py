@@ -11,7 +11,7 @@ import itertools
 import json
 import math
 from pathlib import Path
-from typing import Annotated, Any, Callable, ClassVar
+from typing import Annotated, Any, Callable, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator
 
@@ -77,6 +77,39 @@ class MethodEntry(BaseModel):
         return config
 
 
+class FewShotSpec(BaseModel):
+    """Label budgets: each listed budget becomes cells, once per seeded draw of the training subset."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    shots: list[Annotated[int, Field(ge=1, strict=True)]] = Field(
+        default_factory=list, description="Training examples per class, e.g. [1, 2, 4, 8, 16].")
+    fractions: list[Annotated[float, Field(gt=0, le=1)]] = Field(
+        default_factory=list, description="Class-stratified fractions of the training split, e.g. [0.01, 0.1, 1.0].")
+    draws: int = Field(3, ge=1, le=100, description="Seeded draws of each budget (a fraction of 1.0 has one).")
+    validation: Literal["matched", "full"] = Field(
+        "matched", description="'matched': the validation split gets the same budget (selection sees no more "
+                               "labels than training); 'full': the whole validation split.")
+
+    @field_validator("shots", "fractions")
+    @classmethod
+    def _unique(cls, value: list[Any], info: Any) -> list[Any]:
+        dups = _duplicates(value)
+        if dups:
+            raise ValueError(f"{dups[0]!r} is listed twice in fewshot.{info.field_name}; list each once")
+        return value
+
+    def budgets(self) -> list[tuple[int | None, float | None, int]]:
+        """(shots, fraction, draw) for every cell budget."""
+        out = [(k, None, d) for k in self.shots for d in range(self.draws)]
+        for fraction in self.fractions:
+            out += [(None, fraction, d) for d in range(1 if fraction == 1 else self.draws)]
+        if not out:
+            raise ConfigError("fewshot needs at least one budget: list 'shots' (e.g. [1, 4, 16]) and/or "
+                              "'fractions' (e.g. [0.01, 0.1, 1.0]), or remove the fewshot section.")
+        return out
+
+
 def _duplicates(values: list[Any]) -> list[Any]:
     seen: set[Any] = set()
     return [v for v in values if v in seen or seen.add(v)]
@@ -98,6 +131,15 @@ class StudySpec(BaseModel):
     seeds: list[Seed] = Field(default_factory=lambda: [0], min_length=1,
                               description="Non-negative random seeds; each cell is run once per seed.")
     store: str | None = Field(None, description="Output folder for results; default chosen by the runner.")
+    fewshot: FewShotSpec | None = Field(
+        None, description="Label budgets (shots per class / fractions) and draws; absent: the full training split.")
+    weights: dict[Name, Name] = Field(
+        default_factory=dict, description="Model name -> local folder holding its weights (overrides the Hub); "
+                                          "relative paths are relative to the study file.")
+    device: str = Field("auto", pattern=r"^(auto|cpu|cuda(:\d+)?|mps)$",
+                        description="Where models run: auto (CUDA when available), cpu, cuda, cuda:N or mps.")
+    save_checkpoints: bool = Field(
+        False, description="Save each trained cell's learned state (heads, adapters) under STORE/checkpoints/.")
 
     # Where the spec came from, kept so that later checks (unknown names) can cite file and line.
     _lines: LineMap = PrivateAttr(default_factory=dict)
@@ -130,6 +172,18 @@ class StudySpec(BaseModel):
             raise ValueError(f"method {name!r} is listed twice with the same config; list each once")
         return value
 
+    @field_validator("weights")
+    @classmethod
+    def _weights_for_listed_models(cls, value: dict[str, str], info: Any) -> dict[str, str]:
+        models = info.data.get("models") or []
+        for name in value:
+            if name not in models:
+                close = suggest(name, models)
+                hint = f" Did you mean {close[0]!r}?" if close else ""
+                raise ValueError(f"weights are given for {name!r}, which is not in models.{hint} "
+                                 f"Models of this study: {', '.join(models)}")
+        return value
+
     @property
     def lines(self) -> LineMap:
         """Path -> line of the file this spec was read from (empty when built in code)."""
@@ -152,8 +206,24 @@ def parse_study(text: str, source: str = "<string>") -> StudySpec:
 
 
 def load_study(path: str | Path) -> StudySpec:
-    """Read and validate a study file (missing file, directory, bad YAML or values -> ConfigError)."""
-    return parse_study(read_config_text(path), str(path))
+    """Read and validate a study file (missing file, directory, bad YAML or values -> ConfigError).
+
+    Relative ``weights`` folders are resolved against the study file's folder, so a study runs the same from
+    any working directory."""
+    spec = parse_study(read_config_text(path), str(path))
+    base = Path(path).expanduser().resolve().parent
+    spec.weights = {name: str((base / Path(folder).expanduser()).resolve()) if not Path(folder).expanduser()
+                    .is_absolute() else str(Path(folder).expanduser()) for name, folder in spec.weights.items()}
+    return spec
+
+
+def check_weights(spec: StudySpec) -> None:
+    """Every ``weights`` folder must exist before anything runs."""
+    missing = [f"{name}: {folder}" for name, folder in spec.weights.items() if not Path(folder).is_dir()]
+    if missing:
+        raise ConfigError(f"{spec.source}: these weights folders do not exist:\n- " + "\n- ".join(missing)
+                          + "\nDownload the checkpoint there (e.g. `huggingface-cli download REPO --local-dir "
+                            "FOLDER`) or fix the path.")
 
 
 _SINGULAR = {"models": "model", "datasets": "dataset", "methods": "method"}
@@ -203,7 +273,7 @@ def freeze(value: Any) -> Any:
 def expand_cells(spec: StudySpec,
                  normalise_config: Callable[[str, dict[str, Any]], dict[str, Any]] | None = None
                  ) -> list[CellSpec]:
-    """Every dataset x model x method x seed, in that nesting order (datasets outermost).
+    """Every dataset x model x method x label budget x draw x seed, in that nesting order (datasets outermost).
 
     Datasets are outermost because cells sharing a dataset (and then a model) share encoded features: running
     them together keeps one dataset's images and one encoder's features warm. Within each level the order is the
@@ -216,10 +286,14 @@ def expand_cells(spec: StudySpec,
         if normalise_config is not None:
             config = normalise_config(method.name, config)
         configs.append((method.name, freeze(config)))
+    budgets = spec.fewshot.budgets() if spec.fewshot else [(None, None, 0)]
+    subsample_val = bool(spec.fewshot and spec.fewshot.validation == "matched")
     return [
-        CellSpec(model=model, dataset=dataset, method=method, seed=seed, method_config=config)
-        for dataset, model, (method, config), seed in itertools.product(
-            spec.datasets, spec.models, configs, spec.seeds)
+        CellSpec(model=model, dataset=dataset, method=method, seed=seed, method_config=config,
+                 shots=shots, fraction=fraction, draw=draw, subsample_val=subsample_val and (shots, fraction) != (None, None),
+                 weights=spec.weights.get(model))
+        for dataset, model, (method, config), (shots, fraction, draw), seed in itertools.product(
+            spec.datasets, spec.models, configs, budgets, spec.seeds)
     ]
 
 
@@ -242,6 +316,11 @@ def cell_id(cell: CellSpec) -> str:
         "seed": cell.seed,
         "method_config": _jsonable(freeze(dict(cell.method_config))),
     }
+    # Added fields enter the payload only when set, so ids of cells that do not use them never change.
+    if cell.shots is not None or cell.fraction is not None:
+        payload.update(shots=cell.shots, fraction=cell.fraction, draw=cell.draw, subsample_val=cell.subsample_val)
+    if cell.weights is not None:
+        payload["weights"] = cell.weights
     # Refusing NaN keeps the JSON standard; sort_keys/separators make the text (hence the hash) canonical.
     text = json.dumps(payload, sort_keys=True, separators=(",", ":"), ensure_ascii=True, allow_nan=False)
     return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
