@@ -89,7 +89,7 @@ class CellContext:
 
     def timings(self) -> dict[str, float]:
         return {"data_s": self.data_s, "load_model_s": self.load_model_s,
-                "encode_s": self.features.encode_seconds}
+                "encode_s": self.features.encode_seconds, "encoded_images": self.features.encoded_images}
 
 
 def predictions_frame(test: ClassificationSplit, probabilities: np.ndarray) -> pd.DataFrame:

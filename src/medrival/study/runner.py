@@ -6,6 +6,7 @@ Pending cells run grouped by model, then dataset, so each model is loaded once p
 """
 from __future__ import annotations
 
+import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -61,6 +62,12 @@ def plan_cells(spec: StudySpec) -> list[CellSpec]:
     return expand_cells(spec, lambda name, config: METHODS.get(name).normalised_config(config))
 
 
+def feature_cache_dir(spec: StudySpec, store_dir: str | Path) -> Path:
+    """The study's ``feature_cache``, else ``$MEDRIVAL_FEATURE_CACHE``, else the store's own ``features`` folder."""
+    chosen = spec.feature_cache or os.environ.get("MEDRIVAL_FEATURE_CACHE")
+    return Path(chosen).expanduser() if chosen else Path(store_dir) / "features"
+
+
 def run_study(spec: StudySpec, store_dir: str | Path, progress: Callable[[str], None] = lambda _: None) -> StudyRun:
     cells = plan_cells(spec)
     store = ResultStore(store_dir)
@@ -68,7 +75,7 @@ def run_study(spec: StudySpec, store_dir: str | Path, progress: Callable[[str], 
     finished, ids = store.finished_ids(), {cell: cell_id(cell) for cell in cells}
     pending = [c for c in cells if ids[c] not in finished]
     run.skipped = [ids[c] for c in cells if ids[c] in finished]
-    context = CellContext(Path(store_dir) / "features", spec.device,
+    context = CellContext(feature_cache_dir(spec, store_dir), spec.device,
                           Path(store_dir) / "checkpoints" if spec.save_checkpoints else None)
     started = time.perf_counter()
     for number, cell in enumerate(sorted(pending, key=lambda c: (spec.models.index(c.model),

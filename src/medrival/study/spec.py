@@ -138,6 +138,10 @@ class StudySpec(BaseModel):
                                           "relative paths are relative to the study file.")
     device: str = Field("auto", pattern=r"^(auto|cpu|cuda(:\d+)?|mps)$",
                         description="Where models run: auto (CUDA when available), cpu, cuda, cuda:N or mps.")
+    feature_cache: str | None = Field(
+        None, description="Folder of the content-addressed image-feature cache; share one between studies to "
+                          "encode each image once per model across them (default: STORE/features, or "
+                          "$MEDRIVAL_FEATURE_CACHE when set).")
     save_checkpoints: bool = Field(
         False, description="Save each trained cell's learned state (heads, adapters) under STORE/checkpoints/.")
 
@@ -212,8 +216,14 @@ def load_study(path: str | Path) -> StudySpec:
     any working directory."""
     spec = parse_study(read_config_text(path), str(path))
     base = Path(path).expanduser().resolve().parent
-    spec.weights = {name: str((base / Path(folder).expanduser()).resolve()) if not Path(folder).expanduser()
-                    .is_absolute() else str(Path(folder).expanduser()) for name, folder in spec.weights.items()}
+
+    def resolved(folder: str) -> str:
+        folder_path = Path(folder).expanduser()
+        return str(folder_path if folder_path.is_absolute() else (base / folder_path).resolve())
+
+    spec.weights = {name: resolved(folder) for name, folder in spec.weights.items()}
+    if spec.feature_cache:
+        spec.feature_cache = resolved(spec.feature_cache)
     return spec
 
 
