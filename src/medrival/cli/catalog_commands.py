@@ -11,20 +11,29 @@ from medrival.cli.app import app
 
 @app.command("models")
 def list_models() -> None:
-    """List model cards: role, family, pretraining modalities (in-domain), pair and licence.
+    """List model cards: role, family, source, pretraining modalities (in-domain), pair, licence, gated, and
+    whether the weights are already here (yes: in the Hugging Face cache; no: to download; shipped: inside
+    medrival; local: a folder from MEDRIVAL_WEIGHTS_DIR or the card).
 
     Example: medrival models
     """
     from medrival.models.catalog import model_registry
+    from medrival.models.weights import weights_status
 
     table = Table(title="Models", show_lines=False)
-    for column in ("id", "role", "family", "pretraining modalities (ID)", "pair", "source", "licence"):
+    for column in ("id", "role", "family", "source", "pretraining modalities (ID)", "pair", "licence", "gated",
+                   "weights here"):
         table.add_column(column, overflow="fold")
     for name, card in model_registry().items():
         source = f"{card.source.kind}:{card.source.name}"
-        table.add_row(name, card.role, card.family, ", ".join(card.pretraining_modalities),
-                      card.generalist_counterpart or "", source, card.licence + (" [synthetic]" if card.synthetic else ""))
+        licence = card.licence + (" [synthetic]" if card.synthetic else "")
+        table.add_row(name, card.role, card.family, source, ", ".join(card.pretraining_modalities),
+                      card.generalist_counterpart or "", licence, "yes" if card.gated else "no",
+                      weights_status(card).label)
     Console().print(table)
+    Console().print("Weights marked 'no' download on first use. Offline: pre-download them (`hf download REPO`) "
+                    "or give a local copy (a study's `weights:` entry, or MEDRIVAL_WEIGHTS_DIR/<id>/). Gated models "
+                    "need their terms accepted on the Hub page and `hf auth login`.")
 
 
 @app.command("datasets")

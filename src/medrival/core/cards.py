@@ -1,27 +1,93 @@
 """Model cards: one YAML entry per checkpoint says what it is, where it comes from and what it saw.
 
 In-domain / out-of-domain and generalist–specialist pairs are derived from cards, never written into studies.
+A card's ``architecture`` and ``preprocessing`` are documentation that the registry-wide contract test checks
+against the real configs; at load time the preprocessing always comes from the checkpoint's own config files.
 """
 from __future__ import annotations
 
 from typing import Literal, Optional
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from medrival.core.errors import UnknownNameError
 from medrival.core.types import DatasetInfo, check_modality
+
+SourceKind = Literal["open_clip", "hf-hub", "local-dir", "demo", "transformers"]
+HUB_KINDS = ("open_clip", "hf-hub", "transformers")  # kinds whose weights come from the Hugging Face Hub
+TRANSFORMERS_CLASSES = ("CLIPModel", "SiglipModel")
 
 
 class ModelSource(BaseModel):
     """Where the weights come from. ``kind`` selects the loader."""
 
     model_config = ConfigDict(extra="forbid")
-    kind: Literal["open_clip", "hf-hub", "local-dir", "demo"] = Field(
+    kind: SourceKind = Field(
         description="open_clip: built-in config name + pretrained tag; hf-hub: an open_clip repo on the Hub; "
+                    "transformers: a Hub repo served by transformers' CLIPModel or SiglipModel; "
                     "local-dir: a folder with open_clip_config.json and weights; demo: shipped tiny model.")
     name: str = Field(description="open_clip model name, Hub repo id, folder path or demo model id.")
     pretrained: Optional[str] = Field(None, description="open_clip pretrained tag (kind=open_clip only).")
-    revision: Optional[str] = Field(None, description="Hub revision (commit hash or tag) to pin.")
+    revision: Optional[str] = Field(
+        None, description="Hub revision (commit hash, branch or tag) to pin (kind=transformers only).")
+    weights_repo: Optional[str] = Field(
+        None, description="kind=open_clip: the Hub repo open_clip downloads this tag's weights from (checked against "
+                          "open_clip's registry by the contract test; used for cache status and download hints).")
+
+    @model_validator(mode="after")
+    def _fields_fit_kind(self) -> "ModelSource":
+        if self.kind == "open_clip" and not self.pretrained:
+            raise ValueError("source.pretrained (an open_clip tag such as 'openai') is required for kind open_clip; "
+                             "list tags with `python -c \"import open_clip; print(open_clip.list_pretrained())\"`.")
+        if self.kind != "open_clip" and (self.pretrained or self.weights_repo):
+            raise ValueError(f"source.pretrained and source.weights_repo apply to kind open_clip only, "
+                             f"not {self.kind!r}; remove them.")
+        if self.revision and self.kind != "transformers":
+            # open_clip's hub loader always reads the main branch, so a pin here would silently not be honoured.
+            raise ValueError(f"source.revision is honoured for kind transformers only, not {self.kind!r}: "
+                             "open_clip reads a repo's main branch. To pin, download that revision into a folder "
+                             "(`hf download REPO --revision REV --local-dir DIR`) and give it as the study's weights.")
+        return self
+
+
+class Architecture(BaseModel):
+    """The network a checkpoint has: enough to rebuild it at tiny size (the contract test does)."""
+
+    model_config = ConfigDict(extra="forbid")
+    model_class: Literal["CLIP", "CustomTextCLIP", "CLIPModel", "SiglipModel"] = Field(
+        description="open_clip CLIP / CustomTextCLIP, or transformers CLIPModel / SiglipModel.")
+    vision_tower: str = Field(description="Readable name of the image tower, e.g. 'ViT-B/16'.")
+    patch_size: int = Field(gt=0)
+    embed_dim: int = Field(gt=0, description="Width of the shared image-text embedding space.")
+    context_length: int = Field(gt=0, description="Longest text, in tokens, the text tower reads.")
+    open_clip_config: Optional[str] = Field(
+        None, description="Built-in open_clip config with this checkpoint's shapes (e.g. 'ViT-B-16-quickgelu').")
+    timm_model: Optional[str] = Field(None, description="timm model name of the image tower (CustomTextCLIP).")
+    text_tower: Optional[str] = Field(
+        None, description="Hub repo of a Hugging Face text tower (CustomTextCLIP); its config and tokenizer are "
+                          "read from that repo at load time.")
+
+    @model_validator(mode="after")
+    def _consistent(self) -> "Architecture":
+        if self.model_class == "CustomTextCLIP" and not self.text_tower:
+            raise ValueError("architecture.text_tower (the Hub repo of the text model) is required for "
+                             "CustomTextCLIP.")
+        if self.model_class == "CLIP" and not self.open_clip_config:
+            raise ValueError("architecture.open_clip_config (a built-in open_clip config name) is required for "
+                             "an open_clip CLIP.")
+        return self
+
+
+class Preprocessing(BaseModel):
+    """The checkpoint's image preprocessing, as its own config states it (contract-checked)."""
+
+    model_config = ConfigDict(extra="forbid")
+    image_size: int = Field(gt=0, description="Side of the square input, in pixels.")
+    resize: Literal["shortest", "squash"] = Field(
+        description="shortest: shortest edge to image_size then centre crop; squash: resize to image_size².")
+    interpolation: Literal["bicubic", "bilinear"] = "bicubic"
+    mean: tuple[float, float, float]
+    std: tuple[float, float, float]
 
 
 class ModelCard(BaseModel):
@@ -30,6 +96,9 @@ class ModelCard(BaseModel):
     family: Literal["contrastive", "generative"]
     role: Literal["generalist", "specialist"]
     source: ModelSource
+    architecture: Optional[Architecture] = Field(
+        None, description="The network (required for Hub sources; demo and local-dir folders carry their own).")
+    preprocessing: Optional[Preprocessing] = Field(None, description="Documented preprocessing (contract-checked).")
     pretraining_modalities: list[str] = Field(description="Modalities seen in pretraining (controlled vocabulary).")
     pretraining_corpora: list[str] = Field(default_factory=list)
     generalist_counterpart: Optional[str] = Field(
@@ -37,6 +106,8 @@ class ModelCard(BaseModel):
     licence: str
     paper: str = ""
     description: str = ""
+    gated: bool = Field(False, description="True when the Hub asks users to accept terms before downloading.")
+    access: str = Field("", description="How to get access to a gated checkpoint.")
     synthetic: bool = False
 
     @field_validator("pretraining_modalities")
@@ -48,6 +119,32 @@ class ModelCard(BaseModel):
             return [check_modality(m) for m in value]
         except UnknownNameError as error:
             raise ValueError(str(error)) from None
+
+    @model_validator(mode="after")
+    def _consistent(self) -> "ModelCard":
+        if self.role == "generalist" and self.generalist_counterpart:
+            raise ValueError(f"generalist {self.id!r} names a generalist_counterpart; only specialists have one.")
+        if self.role == "specialist" and not self.generalist_counterpart:
+            raise ValueError(f"specialist {self.id!r} needs generalist_counterpart: the generalist card it is "
+                             "compared with (same architecture and size class).")
+        if self.gated and not self.access.strip():
+            raise ValueError(f"gated card {self.id!r} must say how to get access (field 'access').")
+        if self.source.kind in HUB_KINDS and self.architecture is None:
+            raise ValueError(f"card {self.id!r} loads from the Hub and needs an 'architecture' section.")
+        transformers_class = self.architecture and self.architecture.model_class in TRANSFORMERS_CLASSES
+        if self.source.kind == "transformers" and not transformers_class:
+            raise ValueError(f"card {self.id!r}: source kind transformers needs architecture.model_class "
+                             f"{' or '.join(TRANSFORMERS_CLASSES)}.")
+        if self.source.kind in ("open_clip", "hf-hub") and transformers_class:
+            raise ValueError(f"card {self.id!r}: an open_clip source cannot have a transformers model_class.")
+        return self
+
+    @property
+    def served_by(self) -> str:
+        """"transformers" or "open_clip": the adapter that loads this card's weights."""
+        if self.architecture is not None and self.architecture.model_class in TRANSFORMERS_CLASSES:
+            return "transformers"
+        return "open_clip"
 
 
 def domain_of(card: ModelCard, dataset: DatasetInfo) -> str:

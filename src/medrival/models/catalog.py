@@ -31,13 +31,38 @@ def read_cards(path: Path) -> list[ModelCard]:
     return cards
 
 
+def build_registry(paths: list[Path]) -> Registry[ModelCard]:
+    """Cards from ``paths``, checked as a whole: unique ids, and every pair names an existing generalist."""
+    registry: Registry[ModelCard] = Registry("model")
+    origin: dict[str, Path] = {}
+    for path in paths:
+        for card in read_cards(path):
+            if card.id in registry:
+                raise ConfigError(f"{path}: model card id {card.id!r} is already defined in {origin[card.id]}; "
+                                  "card ids must be unique.")
+            registry.register(card.id, card)
+            origin[card.id] = path
+    for name, card in registry.items():
+        _check_counterpart(card, registry, origin[name])
+    return registry
+
+
+def _check_counterpart(card: ModelCard, registry: Registry[ModelCard], path: Path) -> None:
+    pair = card.generalist_counterpart
+    if pair is None:
+        return
+    if pair not in registry:
+        raise ConfigError(f"{path}: specialist {card.id!r} names generalist_counterpart {pair!r}, which is not a "
+                          f"model card. {registry.unknown_message(pair)}")
+    counterpart = registry.get(pair)
+    if counterpart.role != "generalist" or counterpart.family != card.family:
+        raise ConfigError(f"{path}: specialist {card.id!r} is paired with {pair!r}, a {counterpart.family} "
+                          f"{counterpart.role}; the pair must be a {card.family} generalist.")
+
+
 @lru_cache(maxsize=1)
 def model_registry() -> Registry[ModelCard]:
-    registry: Registry[ModelCard] = Registry("model")
-    for path in sorted(CARDS_DIR.glob("*.yaml")):
-        for card in read_cards(path):
-            registry.register(card.id, card)
-    return registry
+    return build_registry(sorted(CARDS_DIR.glob("*.yaml")))
 
 
 def get_card(name: str) -> ModelCard:

@@ -1,4 +1,9 @@
-"""``create_model``: from a card name to a ready model behind the family protocol."""
+"""``create_model``: from a card name to a ready model behind the contrastive protocol.
+
+Where the weights come from (first match wins): the ``weights`` folder argument (a study's ``weights:`` entry),
+``$MEDRIVAL_WEIGHTS_DIR/<card id>/`` when it exists, then the card's own source. The card's architecture picks
+the adapter: transformers for CLIPModel / SiglipModel, open_clip otherwise.
+"""
 from __future__ import annotations
 
 from pathlib import Path
@@ -6,48 +11,76 @@ from pathlib import Path
 from medrival.core.cards import ModelCard
 from medrival.core.errors import MedrivalError
 from medrival.models.catalog import get_card
-from medrival.models.openclip_adapter import OpenClipModel
+from medrival.models.openclip_loading import folder_version as _folder_version  # noqa: F401  (kept for callers)
+from medrival.models.weights import LOAD_ERRORS, hub_weights_id, load_from_hub, local_folder
 
 
-def _folder_version(folder: str) -> str:
-    """Path plus size and modification time of every weight file: retrained weights in the same folder must
-    not reuse features cached for the old ones (hashing multi-GB checkpoints on every load would be too slow)."""
-    root = Path(folder).expanduser().resolve()
-    if not root.is_dir():
-        return str(root)
-    stamps = [f"{p.name}:{p.stat().st_size}:{p.stat().st_mtime_ns}" for p in sorted(root.iterdir())
-              if p.suffix in (".safetensors", ".bin", ".pth", ".pt")]
-    return f"{root}|{'|'.join(stamps)}"
+def create_model(name_or_card: str | ModelCard, weights: str | Path | None = None):
+    """Build the model a card describes (weights on CPU, float32, eval mode).
 
-
-def _open_clip_identifier(card: ModelCard) -> tuple[str, str | None, str]:
-    """(model name for open_clip, pretrained tag, weights id for the feature cache)."""
-    source = card.source
-    if source.kind == "demo":
-        from medrival.models.demo_weights import materialize
-        folder = materialize(source.name)
-        return f"local-dir:{folder}", None, f"demo:{folder.name}"
-    if source.kind == "local-dir":
-        return f"local-dir:{source.name}", None, f"local-dir:{_folder_version(source.name)}"
-    if source.kind == "hf-hub":
-        return f"hf-hub:{source.name}", None, f"hf-hub:{source.name}@{source.revision or 'main'}"
-    return source.name, source.pretrained, f"open_clip:{source.name}:{source.pretrained}"
-
-
-def create_model(name: str | ModelCard) -> OpenClipModel:
-    """Build the model a card describes (weights on CPU, eval mode)."""
-    card = name if isinstance(name, ModelCard) else get_card(name)
+    ``weights``: a local folder holding this checkpoint (open_clip files, or a transformers ``save_pretrained``
+    folder); it overrides ``$MEDRIVAL_WEIGHTS_DIR`` and the card's source.
+    """
+    card = name_or_card if isinstance(name_or_card, ModelCard) else get_card(name_or_card)
     if card.family != "contrastive":
         raise MedrivalError(f"Model {card.id!r} is {card.family}; this version serves contrastive models only.")
-    import open_clip
+    folder = local_folder(card, weights)
+    if folder is not None:
+        return _from_folder(card, folder)
+    if card.source.kind == "demo":
+        return _open_clip_from_source(card)
+    return load_from_hub(card, lambda: _from_hub(card))
 
-    identifier, pretrained, weights_id = _open_clip_identifier(card)
+
+def _from_folder(card: ModelCard, folder: Path):
+    from medrival.models.openclip_loading import build_open_clip, folder_spec, folder_version
+
+    if not folder.is_dir():
+        raise MedrivalError(f"Could not load model {card.id!r}: folder {folder} does not exist.")
+    weights_id = f"local-dir:{folder_version(folder)}"
     try:
-        # require_pretrained: a folder or name without weights must fail, not silently give a random model.
-        model, _, preprocess = open_clip.create_model_and_transforms(identifier, pretrained=pretrained,
-                                                                     require_pretrained=True)
-        tokenizer = open_clip.get_tokenizer(identifier)
-    except (OSError, RuntimeError, ValueError) as error:
-        raise MedrivalError(f"Could not load model {card.id!r} from {identifier}: {error}") from error
-    preprocess_cfg = open_clip.get_model_preprocess_cfg(model)
-    return OpenClipModel(card, model, tokenizer, preprocess_cfg, weights_id)
+        if card.served_by == "transformers":
+            from medrival.models.transformers_adapter import load_transformers_model
+
+            return load_transformers_model(card, str(folder), weights_id, local_files_only=True)
+        return build_open_clip(card, folder_spec(card, folder), weights_id)
+    except MedrivalError:
+        raise
+    except LOAD_ERRORS as error:
+        raise MedrivalError(f"Could not load model {card.id!r} from {folder}: {error}") from error
+
+
+def _open_clip_from_source(card: ModelCard):
+    from medrival.models.openclip_loading import build_open_clip, source_spec
+
+    spec = source_spec(card)
+    try:
+        return build_open_clip(card, spec, _source_weights_id(card, spec.identifier))
+    except MedrivalError:
+        raise
+    except LOAD_ERRORS as error:
+        raise MedrivalError(f"Could not load model {card.id!r} from {spec.identifier}: {error}") from error
+
+
+def _source_weights_id(card: ModelCard, identifier: str) -> str:
+    source = card.source
+    if source.kind == "demo":
+        return f"demo:{Path(identifier.split(':', 1)[1]).name}"
+    if source.kind == "open_clip":
+        return f"open_clip:{source.name}:{source.pretrained}"
+    return hub_weights_id(card)
+
+
+def _from_hub(card: ModelCard):
+    """Load from the Hub cache (or by downloading); errors are turned into messages by ``load_from_hub``."""
+    if card.served_by == "transformers":
+        from medrival.models.transformers_adapter import load_transformers_model
+
+        model = load_transformers_model(card, card.source.name, "", revision=card.source.revision)
+    else:
+        from medrival.models.openclip_loading import build_open_clip, source_spec
+
+        model = build_open_clip(card, source_spec(card), "")
+    # Named after loading: only now does the cache hold the files, and so the commit they came from.
+    model._weights_id = _source_weights_id(card, card.source.name)
+    return model

@@ -1,0 +1,69 @@
+"""What every contrastive adapter shares: fingerprint, preprocessing, device moves and batched inference.
+
+Concrete adapters (open_clip, transformers) add the towers, ``logit_scale``, ``embed_dim``, ``tokenize`` and
+the differentiable ``image_features`` / ``text_features`` (see ``models/protocol.py``).
+"""
+from __future__ import annotations
+
+import hashlib
+from typing import Any
+
+import numpy as np
+
+from medrival.core.cards import ModelCard
+from medrival.models.encoding import encode_in_batches  # preprocessing of batch k+1 overlaps encoding of batch k
+from medrival.models.preprocessing import check_texts, preprocess_images
+
+__all__ = ["ContrastiveAdapter", "encode_in_batches", "encode_texts_in_batches"]
+
+
+def encode_texts_in_batches(model, texts, batch_size: int, normalize: bool):
+    """Texts to float32 CPU embeddings in batches under inference mode."""
+    import torch
+
+    texts = check_texts(texts)
+    outputs = []
+    with torch.inference_mode():
+        for start in range(0, len(texts), batch_size):
+            outputs.append(model.text_features(texts[start:start + batch_size], normalize).float().cpu())
+    return torch.cat(outputs) if outputs else torch.zeros(0, model.embed_dim)
+
+
+class ContrastiveAdapter:
+    """Base of the adapters: holds the card, the module, its preprocessing config and a weights id."""
+
+    family = "contrastive"
+
+    def __init__(self, card: ModelCard, model: Any, preprocess_cfg: dict, weights_id: str):
+        self.card = card
+        self.model = model.eval()
+        self.preprocess_cfg = dict(preprocess_cfg)
+        self._weights_id = weights_id
+
+    @property
+    def fingerprint(self) -> str:
+        """Identifies weights + preprocessing, so cached features are reused only when both match."""
+        text = f"{self._weights_id}|{sorted(self.preprocess_cfg.items())}"
+        return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+    def num_parameters(self) -> int:
+        return sum(p.numel() for p in self.model.parameters())
+
+    def preprocess(self, images: np.ndarray):
+        return preprocess_images(images, self.preprocess_cfg)
+
+    @property
+    def device(self):
+        return next(self.model.parameters()).device
+
+    def to(self, device):
+        self.model.to(device)
+        return self
+
+    def encode_images(self, images: np.ndarray, batch_size: int = 256, normalize: bool = True):
+        """L2-normalised (by default) float32 CPU embeddings of uint8 images N x H x W x 3."""
+        return encode_in_batches(self, images, batch_size, normalize)
+
+    def encode_texts(self, texts: list[str], batch_size: int = 256, normalize: bool = True):
+        """L2-normalised (by default) float32 CPU embeddings of texts."""
+        return encode_texts_in_batches(self, texts, batch_size, normalize)
