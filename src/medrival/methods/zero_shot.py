@@ -9,6 +9,7 @@ import numpy as np
 
 from medrival.core.errors import ConfigError
 from medrival.methods.base import METHODS, MethodSpec, Predictions
+from medrival.methods.selection import softmax
 
 
 @dataclass
@@ -36,6 +37,23 @@ def class_prompts(info, config: ZeroShotConfig) -> list[list[str]]:
     return prompts
 
 
+def zero_shot_classifier(model, info, config: ZeroShotConfig | None = None) -> np.ndarray:
+    """Class embeddings (K x D float32, unit rows): the normalised mean of each class's prompt embeddings.
+
+    Shared by zero-shot and by every method that starts from the text classifier (Tip-Adapter, CLIP-Adapter,
+    fine-tuning heads), so they all start from exactly the zero-shot decision rule."""
+    rows = []
+    for prompts in class_prompts(info, config or ZeroShotConfig()):
+        mean = model.encode_texts(prompts).numpy().mean(axis=0)
+        rows.append(mean / np.linalg.norm(mean))
+    return np.stack(rows).astype(np.float32)
+
+
+def zero_shot_logits(logit_scale: float, image_features: np.ndarray, class_embeddings: np.ndarray) -> np.ndarray:
+    """Scaled cosine similarities N x K (features and class embeddings are unit-norm)."""
+    return logit_scale * image_features @ class_embeddings.T
+
+
 class ZeroShot:
     def __init__(self, config: ZeroShotConfig):
         self.config = config
@@ -43,20 +61,12 @@ class ZeroShot:
 
     def fit(self, model, train, val, features, seed: int = 0) -> None:
         self.model, self.features = model, features
-        rows = []
-        for prompts in class_prompts(val.info, self.config):
-            embedded = model.encode_texts(prompts).numpy()
-            mean = embedded.mean(axis=0)
-            rows.append(mean / np.linalg.norm(mean))
-        self.class_embeddings = np.stack(rows).astype(np.float32)
+        self.class_embeddings = zero_shot_classifier(model, val.info, self.config)
 
     def predict(self, test) -> Predictions:
         image_features = self.features.image_features(self.model, test)
-        logits = self.model.logit_scale * image_features @ self.class_embeddings.T
-        logits -= logits.max(axis=1, keepdims=True)
-        probabilities = np.exp(logits)
-        probabilities /= probabilities.sum(axis=1, keepdims=True)
-        return Predictions(probabilities, trainable_parameters=0)
+        logits = zero_shot_logits(self.model.logit_scale, image_features, self.class_embeddings)
+        return Predictions(softmax(logits), trainable_parameters=0)
 
 
 METHODS.register("zero_shot", MethodSpec(

@@ -74,7 +74,7 @@ class CellContext:
             from medrival.models.factory import create_model
             started = time.perf_counter()
             self._model, self._model_key = None, None  # free the previous model before loading the next
-            model = create_model(name, weights=weights) if weights else create_model(name)
+            model = create_model(name, weights=weights)
             self._model, self._model_key = model.to(resolve_device(self.device)), (name, weights)
             self.load_model_s += time.perf_counter() - started
         return self._model

@@ -1,0 +1,114 @@
+"""k-nearest neighbours on cached, L2-normalised image features (cosine similarity).
+
+The probability of a class is the fraction of the k nearest training images that carry it (optionally weighted by
+exp(similarity / temperature)). k is chosen on the validation split from a candidate list capped at the training
+size. Neighbours with equal similarity are taken in training order, so results are deterministic.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from medrival.core.errors import ConfigError
+from medrival.methods.base import METHODS, MethodSpec, Predictions
+from medrival.methods.checkpoint import load_checkpoint, save_checkpoint
+from medrival.methods.selection import best_index, json_score, validation_auroc
+from medrival.methods.torch_heads import is_number
+
+NAME = "knn"
+WEIGHTINGS = ("uniform", "similarity")
+_CHUNK_ROWS = 2048  # query rows per similarity block: bounds memory for large splits
+
+
+@dataclass
+class KnnConfig:
+    ks: tuple[int, ...] = field(default=(1, 3, 5, 7, 11, 15, 21, 31), metadata={
+        "help": "Candidate numbers of neighbours, chosen on validation; values above the training size are capped."})
+    weighting: str = field(default="uniform", metadata={
+        "help": "'uniform': each neighbour votes 1; 'similarity': votes weighted by exp(cosine / temperature)."})
+    temperature: float = field(default=0.07, metadata={
+        "help": "Temperature of the similarity weighting (smaller = nearer neighbours count more)."})
+
+    def __post_init__(self) -> None:
+        self.ks = tuple(self.ks) if not isinstance(self.ks, int) else (self.ks,)
+        if not self.ks or any(not isinstance(k, (int, np.integer)) or isinstance(k, bool) or k < 1 for k in self.ks):
+            raise ConfigError(f"knn ks must be whole numbers >= 1, got {list(self.ks)}.")
+        self.ks = tuple(sorted({int(k) for k in self.ks}))
+        if self.weighting not in WEIGHTINGS:
+            raise ConfigError(f"knn weighting must be one of {', '.join(WEIGHTINGS)}, got {self.weighting!r}.")
+        if not (is_number(self.temperature) and self.temperature > 0):
+            raise ConfigError(f"knn temperature must be > 0, got {self.temperature!r}.")
+
+
+def nearest_neighbours(queries: np.ndarray, keys: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """(indices, similarities) of the ``k`` most cosine-similar keys per query, most similar first; a stable sort
+    breaks ties by training order."""
+    indices, similarities = [], []
+    for start in range(0, len(queries), _CHUNK_ROWS):
+        block = queries[start:start + _CHUNK_ROWS] @ keys.T
+        order = np.argsort(-block, axis=1, kind="stable")[:, :k]
+        indices.append(order)
+        similarities.append(np.take_along_axis(block, order, axis=1))
+    if not indices:
+        return np.zeros((0, k), dtype=np.int64), np.zeros((0, k), dtype=np.float32)
+    return np.concatenate(indices), np.concatenate(similarities)
+
+
+def vote_probabilities(neighbour_labels: np.ndarray, similarities: np.ndarray, num_classes: int,
+                       config: KnnConfig) -> np.ndarray:
+    """Class vote fractions N x K from the labels (and similarities) of each query's neighbours."""
+    if config.weighting == "uniform":
+        weights = np.ones_like(similarities, dtype=np.float64)
+    else:  # subtract each row's top similarity before exp: same fractions, no overflow
+        weights = np.exp((similarities - similarities[:, :1]).astype(np.float64) / config.temperature)
+    votes = np.zeros((len(neighbour_labels), num_classes), dtype=np.float64)
+    np.add.at(votes, (np.arange(len(neighbour_labels))[:, None], neighbour_labels), weights)
+    return votes / votes.sum(axis=1, keepdims=True)
+
+
+class Knn:
+    def __init__(self, config: KnnConfig):
+        self.config = config
+
+    def fit(self, model, train, val, features, seed: int = 0) -> None:
+        self.model, self.features, info = model, features, train.info
+        self.num_classes = info.num_classes
+        self.keys = features.image_features(model, train)
+        self.key_labels = np.asarray(train.labels, dtype=np.int64)
+        candidates = sorted({min(k, len(self.keys)) for k in self.config.ks})
+        indices, similarities = nearest_neighbours(features.image_features(model, val), self.keys, candidates[-1])
+        scores = []
+        for k in candidates:
+            probabilities = vote_probabilities(self.key_labels[indices[:, :k]], similarities[:, :k],
+                                               self.num_classes, self.config)
+            scores.append(validation_auroc(info.task, val.labels, probabilities))
+        self.chosen_k = candidates[best_index(scores)]  # ties: the smallest k
+        self.validation_auroc = json_score(max(scores))
+
+    def predict(self, test) -> Predictions:
+        indices, similarities = nearest_neighbours(self.features.image_features(self.model, test), self.keys,
+                                                   self.chosen_k)
+        probabilities = vote_probabilities(self.key_labels[indices], similarities, self.num_classes, self.config)
+        return Predictions(probabilities, trainable_parameters=0,
+                           extras={"chosen_k": self.chosen_k, "validation_auroc": self.validation_auroc})
+
+    def save(self, directory) -> None:
+        chosen = {"chosen_k": self.chosen_k, "validation_auroc": self.validation_auroc,
+                  "num_classes": self.num_classes}
+        save_checkpoint(directory, NAME, self.config, chosen, {"keys": self.keys, "key_labels": self.key_labels})
+
+    @classmethod
+    def load(cls, directory, model, features) -> "Knn":
+        config, chosen, arrays = load_checkpoint(directory, NAME, KnnConfig)
+        method = cls(config)
+        method.model, method.features = model, features
+        method.keys, method.key_labels = arrays["keys"], arrays["key_labels"]
+        method.chosen_k, method.validation_auroc = chosen["chosen_k"], chosen["validation_auroc"]
+        method.num_classes = chosen["num_classes"]
+        return method
+
+
+METHODS.register(NAME, MethodSpec(
+    name=NAME, config_class=KnnConfig, build=Knn, families=("contrastive",), tasks=("binary", "multiclass"),
+    summary="Cosine k-nearest neighbours on frozen image features; k chosen on the validation split."))

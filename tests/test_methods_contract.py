@@ -1,0 +1,103 @@
+"""Contract tests over the method registry: every registered method is tested here without a new test.
+
+- It never reads the test labels: the test split it predicts raises on any access to ``labels``, and a copy with
+  permuted labels gives bit-identical probabilities.
+- Its outputs are valid class probabilities, it is deterministic for a seed, it reports its trainable parameters,
+  and a method with learned state saves and reloads to identical predictions.
+"""
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+
+from medrival.core.types import ClassificationSplit
+from medrival.data.catalog import load_dataset
+from medrival.data.fewshot import draw_shots
+from medrival.methods import METHODS
+from medrival.methods.features import FeatureCache
+from medrival.models.factory import create_model
+
+
+class LabelGuardedSplit(ClassificationSplit):
+    """A test split whose labels cannot be read once guarded."""
+
+    guarded = False
+
+    def __getattribute__(self, name):
+        if name == "labels" and object.__getattribute__(self, "guarded"):
+            raise AssertionError("a method read the test labels")
+        return super().__getattribute__(name)
+
+
+def guarded(split: ClassificationSplit, labels: np.ndarray) -> LabelGuardedSplit:
+    copy = LabelGuardedSplit(split.info, split.split, split.images, labels, split.ids, dict(split.meta))
+    copy.guarded = True
+    return copy
+
+
+def fast_config(name: str) -> dict:
+    """Defaults, with training shortened so the contract runs in seconds."""
+    fields = {f.name for f in dataclasses.fields(METHODS.get(name).config_class)}
+    return {"epochs": 2} if "epochs" in fields else {}
+
+
+@pytest.fixture(scope="module")
+def model():
+    return create_model("demo-specialist-clip")
+
+
+@pytest.fixture(scope="module")
+def data():
+    train = draw_shots(load_dataset("demo-dermoscopy", "train"), 8)
+    val = draw_shots(load_dataset("demo-dermoscopy", "val"), 8)
+    return train, val, load_dataset("demo-dermoscopy", "test", n=60)
+
+
+def fit(name, model, train, val, seed=0):
+    spec = METHODS.get(name)
+    method = spec.build(spec.make_config(fast_config(name)))
+    method.fit(model, train, val, FeatureCache(None), seed=seed)
+    return method
+
+
+_FITTED: dict[str, object] = {}
+
+
+def fitted(name, model, data):
+    """One fit per method for the whole module (the determinism test fits a second one itself)."""
+    if name not in _FITTED:
+        _FITTED[name] = fit(name, model, *data[:2])
+    return _FITTED[name]
+
+
+@pytest.mark.parametrize("name", METHODS.names())
+def test_method_never_reads_test_labels(name, model, data):
+    test = data[2]
+    method = fitted(name, model, data)
+    rng = np.random.default_rng(0)
+    first = method.predict(guarded(test, test.labels)).probabilities
+    poisoned = method.predict(guarded(test, rng.permutation(test.labels))).probabilities
+    np.testing.assert_array_equal(first, poisoned)
+
+
+@pytest.mark.parametrize("name", METHODS.names())
+def test_method_outputs_probabilities_deterministically(name, model, data):
+    train, val, test = data
+    output = fitted(name, model, data).predict(test)
+    assert output.probabilities.shape == (len(test), test.info.num_classes)
+    assert np.all(output.probabilities >= 0)
+    np.testing.assert_allclose(output.probabilities.sum(axis=1), 1.0, atol=1e-5)
+    assert isinstance(output.trainable_parameters, int) and output.trainable_parameters >= 0
+    again = fit(name, model, train, val).predict(test)
+    np.testing.assert_allclose(again.probabilities, output.probabilities, atol=1e-6)
+
+
+@pytest.mark.parametrize("name", [n for n in METHODS.names() if hasattr(METHODS.get(n).build, "load")])
+def test_method_state_saves_and_reloads(name, model, data, tmp_path):
+    test = data[2]
+    method = fitted(name, model, data)
+    method.save(tmp_path / name)
+    reloaded = METHODS.get(name).build.load(tmp_path / name, model, FeatureCache(None))
+    np.testing.assert_allclose(reloaded.predict(test).probabilities, method.predict(test).probabilities, atol=1e-6)
