@@ -27,18 +27,17 @@ def best_of(repeats: int, run) -> float:
 
 
 def full_size_vit_b16(device: str):
-    """OpenAI-architecture ViT-B/16 at 224 px with random weights, behind the project's open_clip adapter."""
+    """The OpenAI CLIP ViT-B/16 card's architecture at 224 px with random weights (no download), behind the
+    project's open_clip adapter."""
     import open_clip
 
-    from medrival.core.cards import ModelCard
+    from medrival.models.catalog import get_card
     from medrival.models.openclip_adapter import OpenClipModel
 
-    model, _, _ = open_clip.create_model_and_transforms("ViT-B-16", pretrained=None)
-    card = ModelCard(id="bench-vit-b-16-random", family="contrastive", role="generalist",
-                     source={"kind": "open_clip", "name": "ViT-B-16"}, pretraining_modalities=["natural"],
-                     licence="n/a (random weights)", synthetic=True)
-    adapter = OpenClipModel(card, model, open_clip.get_tokenizer("ViT-B-16"),
-                            open_clip.get_model_preprocess_cfg(model), "random:ViT-B-16")
+    card = get_card("clip-vit-b16")
+    model, _, _ = open_clip.create_model_and_transforms(card.source.name, pretrained=None)
+    adapter = OpenClipModel(card, model, open_clip.get_tokenizer(card.source.name),
+                            open_clip.get_model_preprocess_cfg(model), f"random:{card.source.name}")
     return adapter.to(device)
 
 

@@ -318,3 +318,21 @@ def test_local_dir_fingerprint_changes_when_weights_are_rewritten(tmp_path):
     weights.write_bytes(b"b" * 11)
     os.utime(weights, ns=(1, 1))
     assert _folder_version(str(tmp_path)) != before
+
+
+def test_images_already_at_model_size_take_the_fused_path_with_identical_pixels():
+    """The fused uint8 -> normalised shortcut must equal the general path (resize to the same size is identity)."""
+    import numpy as np
+
+    from medrival.models.preprocessing import preprocess_images
+
+    rng = np.random.default_rng(3)
+    images = rng.integers(0, 256, size=(5, 32, 32, 3), dtype=np.uint8)
+    cfg = {"size": 32, "mean": [0.4, 0.5, 0.6], "std": [0.2, 0.3, 0.25], "resize_mode": "shortest"}
+    fused = preprocess_images(images, cfg)
+    padded = np.pad(images, ((0, 0), (1, 1), (1, 1), (0, 0)))  # 34 px: the general path resizes...
+    general = preprocess_images(padded, {**cfg, "size": 32, "resize_size": 34})  # ...to 34 and crops 32
+    assert fused.shape == general.shape == (5, 3, 32, 32)
+    assert float((fused - general).abs().max()) < 1e-5
+    resized = preprocess_images(images, {**cfg, "resize_size": 40})  # a resize step that is not the identity
+    assert float((resized - fused).abs().max()) > 0.1
