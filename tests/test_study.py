@@ -28,6 +28,10 @@ def demo_run(tmp_path_factory):
     return out, run, run.frame()
 
 
+N_DEMO_CELLS = 2 * 4 * 9  # models x datasets x methods of the ladder
+DEMO_DATASETS = ["demo-xray", "demo-pathology", "demo-dermoscopy", "demo-fundus"]
+
+
 def _auroc(frame, model, dataset, method):
     row = frame[(frame.model == model) & (frame.dataset == dataset) & (frame.method == method)]
     assert len(row) == 1
@@ -36,7 +40,7 @@ def _auroc(frame, model, dataset, method):
 
 def test_demo_runs_every_cell(demo_run):
     _, run, frame = demo_run
-    assert len(frame) == 16 and set(frame.status) == {"done"} and not run.failed
+    assert len(frame) == N_DEMO_CELLS and set(frame.status) == {"done"} and not run.failed
     specialist = frame[frame.model == "demo-specialist-clip"].set_index("dataset").domain.to_dict()
     assert specialist == {"demo-xray": "ID", "demo-pathology": "ID", "demo-dermoscopy": "OOD", "demo-fundus": "OOD"}
     assert set(frame[frame.model == "demo-generalist-clip"].domain) == {"ID"}
@@ -63,6 +67,28 @@ def test_linear_probe_beats_zero_shot(demo_run, model):
     assert (probe >= zero - 0.01).all()
 
 
+@pytest.mark.parametrize("method", ["lora", "full_finetune"])
+def test_encoder_training_beats_zero_shot(demo_run, method):
+    """Measured (seed 0): mean AUROC over the four datasets, generalist 0.963/0.961 (LoRA/full FT) vs 0.504
+    zero-shot; specialist 0.876/0.879 vs 0.654. Both train the image encoder (tests/test_methods_training.py)."""
+    frame = demo_run[2]
+    for model in ("demo-generalist-clip", "demo-specialist-clip"):
+        trained = np.array([_auroc(frame, model, d, method) for d in DEMO_DATASETS])
+        zero = np.array([_auroc(frame, model, d, "zero_shot") for d in DEMO_DATASETS])
+        assert trained.mean() > zero.mean() + 0.15
+        assert (trained >= zero - 0.01).all()
+
+
+def test_every_result_records_its_cost(demo_run):
+    _, run, _ = demo_run
+    for record in run.store.records():
+        cost = record.cost
+        assert cost["wall_s"] > 0 and cost["peak_rss_mb"] > 100 and cost["device"] == "cpu"
+        assert cost["n_train"] == 600 and cost["n_val"] == 300
+        trained = record.spec["method"] not in ("zero_shot", "knn", "tip_adapter")
+        assert (cost["trainable_params"] > 0) == trained, record.spec["method"]
+
+
 def test_metrics_are_recomputable_from_stored_predictions(demo_run):
     _, run, frame = demo_run
     for record in run.store.records():
@@ -81,7 +107,7 @@ def test_each_split_is_encoded_once_per_model(demo_run):
 def test_rerun_reuses_every_cell_with_identical_numbers(demo_run):
     out, _, frame = demo_run
     rerun = run_demo(out)
-    assert rerun.ran == [] and len(rerun.skipped) == 16
+    assert rerun.ran == [] and len(rerun.skipped) == N_DEMO_CELLS
     pd.testing.assert_frame_equal(rerun.frame(), frame)
 
 
@@ -106,15 +132,15 @@ def test_killed_demo_resumes_without_duplicates_or_losses(demo_run, tmp_path):
     process.send_signal(signal.SIGKILL)
     process.wait()
     done_before = _done_rows(out / "results.sqlite")
-    assert 3 <= done_before < 16, "the kill should land mid-study"
+    assert 3 <= done_before < N_DEMO_CELLS, "the kill should land mid-study"
     resumed = run_demo(out)
-    assert len(resumed.skipped) == done_before and len(resumed.ran) == 16 - done_before
+    assert len(resumed.skipped) == done_before and len(resumed.ran) == N_DEMO_CELLS - done_before
     with sqlite3.connect(out / "results.sqlite") as conn:
         ids = [row[0] for row in conn.execute("select cell_id from cells")]
-    assert len(ids) == len(set(ids)) == 16
+    assert len(ids) == len(set(ids)) == N_DEMO_CELLS
     columns = ["cell_id", "auroc", "accuracy", "balanced_accuracy", "macro_f1"]
     pd.testing.assert_frame_equal(resumed.frame()[columns], reference[columns])
-    assert len(list((out / "predictions").glob("*.parquet"))) == 16
+    assert len(list((out / "predictions").glob("*.parquet"))) == N_DEMO_CELLS
 
 
 STUDY = """\
