@@ -23,6 +23,9 @@ test: install
 
 bench: install
 	$(PY) benchmarks/demo.py
+	$(PY) benchmarks/encode.py
+	$(PY) benchmarks/linear_probe.py
+	$(PY) benchmarks/shared_encoding.py
 
 clean:
 	rm -rf $(VENV) medrival-demo .pytest_cache

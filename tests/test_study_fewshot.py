@@ -46,3 +46,29 @@ def test_draws_differ_but_all_models_would_see_the_same_subsets(fewshot_run):
     frame = fewshot_run.frame()
     one_shot = frame[frame["budget"] == "1-shot"]["auroc"].to_numpy()
     assert len(np.unique(np.round(one_shot, 6))) > 1  # three different draws, three different results
+
+
+def test_a_weights_folder_is_used_and_recorded(tmp_path):
+    from medrival.models.demo_weights import materialize
+
+    folder = materialize("demo-specialist-clip")  # an open_clip local-dir, like a downloaded checkpoint
+    study = tmp_path / "study.yaml"
+    study.write_text("models: [demo-specialist-clip]\ndatasets: [demo-xray]\nmethods: [zero_shot]\n"
+                     f"weights: {{demo-specialist-clip: {folder}}}\n")
+    from medrival.study.spec import load_study
+    run = run_study(load_study(study), tmp_path / "out")
+    (record,) = run.store.records()
+    assert record.status == "done" and record.spec["weights"] == str(folder)
+    assert record.metrics["auroc"] == pytest.approx(0.673, abs=0.001)  # the shipped specialist's zero-shot
+
+
+def test_a_missing_weights_folder_stops_the_study_before_it_runs(tmp_path):
+    from medrival.core.errors import ConfigError
+    from medrival.study.spec import load_study
+
+    study = tmp_path / "study.yaml"
+    study.write_text("models: [demo-specialist-clip]\ndatasets: [demo-xray]\nmethods: [zero_shot]\n"
+                     "weights: {demo-specialist-clip: nowhere}\n")
+    with pytest.raises(ConfigError, match=r"weights folders do not exist:\n- demo-specialist-clip: .*nowhere"):
+        run_study(load_study(study), tmp_path / "out")
+    assert not (tmp_path / "out" / "results.sqlite").exists()

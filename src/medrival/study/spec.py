@@ -232,7 +232,7 @@ def check_weights(spec: StudySpec) -> None:
     missing = [f"{name}: {folder}" for name, folder in spec.weights.items() if not Path(folder).is_dir()]
     if missing:
         raise ConfigError(f"{spec.source}: these weights folders do not exist:\n- " + "\n- ".join(missing)
-                          + "\nDownload the checkpoint there (e.g. `huggingface-cli download REPO --local-dir "
+                          + "\nDownload the checkpoint there (e.g. `hf download REPO --local-dir "
                             "FOLDER`) or fix the path.")
 
 
