@@ -72,3 +72,22 @@ def test_a_missing_weights_folder_stops_the_study_before_it_runs(tmp_path):
     with pytest.raises(ConfigError, match=r"weights folders do not exist:\n- demo-specialist-clip: .*nowhere"):
         run_study(load_study(study), tmp_path / "out")
     assert not (tmp_path / "out" / "results.sqlite").exists()
+
+
+def test_saved_checkpoints_reload_to_the_stored_predictions(tmp_path):
+    """save_checkpoints: the linear-probe head (and any learned state) is saved per cell and reloads exactly."""
+    from medrival.data.catalog import load_dataset
+    from medrival.methods import METHODS
+    from medrival.methods.features import FeatureCache
+    from medrival.models.factory import create_model
+
+    spec = parse_study("models: [demo-generalist-clip]\ndatasets: [demo-fundus]\n"
+                       "methods: [linear_probe, tip_adapter_f]\nsave_checkpoints: true\n")
+    run = run_study(spec, tmp_path)
+    model, test = create_model("demo-generalist-clip"), load_dataset("demo-fundus", "test")
+    for record in run.store.records():
+        folder = tmp_path / "checkpoints" / record.cell_id
+        assert folder.is_dir(), record.spec["method"]
+        method = METHODS.get(record.spec["method"]).build.load(folder, model, FeatureCache(None))
+        stored = run.store.predictions(record.cell_id).filter(like="prob_").to_numpy()
+        np.testing.assert_allclose(method.predict(test).probabilities, stored, atol=1e-6)
