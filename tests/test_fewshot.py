@@ -112,8 +112,8 @@ def test_cells_without_a_budget_keep_their_ids():
 
 
 def test_fewshot_needs_a_budget_and_rejects_bad_values():
-    with pytest.raises(ConfigError, match="at least one budget"):
-        expand_cells(parse_study(STUDY.replace("shots: [1, 4], fractions: [0.1, 1.0], ", "")))
+    with pytest.raises(ConfigError, match=r"line 6: fewshot: fewshot needs at least one budget"):
+        parse_study(STUDY.replace("shots: [1, 4], fractions: [0.1, 1.0], ", ""))
     with pytest.raises(ConfigError, match="fewshot.shots"):
         parse_study(STUDY.replace("shots: [1, 4]", "shots: [0]"))
     with pytest.raises(ConfigError, match="listed twice"):

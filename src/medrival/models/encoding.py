@@ -13,16 +13,7 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 
 from medrival.core.errors import DataError
-
-
-def check_images(images) -> None:
-    """Raise ``DataError`` unless ``images`` is a uint8 NumPy array N x H x W x 3."""
-    if not isinstance(images, np.ndarray) or images.ndim != 4 or images.shape[-1] != 3:
-        raise DataError(f"images must be a uint8 array N x H x W x 3, got {type(images).__name__} "
-                        f"{getattr(images, 'shape', '')}.")
-    if images.dtype != np.uint8:
-        raise DataError(f"images must be uint8 (0-255), got dtype {images.dtype}; convert with "
-                        "(np.clip(x, 0, 1) * 255).round().astype(np.uint8) if they are floats in [0, 1].")
+from medrival.models.preprocessing import check_images
 
 
 def _prefetched(model, images: np.ndarray, batch_size: int):

@@ -13,7 +13,7 @@ import math
 from pathlib import Path
 from typing import Annotated, Any, Callable, ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator, model_validator
 
 from medrival.core.config import LineMap, line_for, load_yaml_with_lines, read_config_text, validate
 from medrival.core.errors import ConfigError
@@ -77,6 +77,18 @@ class MethodEntry(BaseModel):
         return config
 
 
+def _duplicates(values: list[Any]) -> list[Any]:
+    seen: set[Any] = set()
+    return [v for v in values if v in seen or seen.add(v)]
+
+
+def _refuse_duplicates(values: list[Any], where: str) -> list[Any]:
+    dups = _duplicates(values)
+    if dups:
+        raise ValueError(f"{dups[0]!r} is listed twice in {where}; list each once")
+    return values
+
+
 class FewShotSpec(BaseModel):
     """Label budgets: each listed budget becomes cells, once per seeded draw of the training subset."""
 
@@ -94,25 +106,21 @@ class FewShotSpec(BaseModel):
     @field_validator("shots", "fractions")
     @classmethod
     def _unique(cls, value: list[Any], info: Any) -> list[Any]:
-        dups = _duplicates(value)
-        if dups:
-            raise ValueError(f"{dups[0]!r} is listed twice in fewshot.{info.field_name}; list each once")
-        return value
+        return _refuse_duplicates(value, f"fewshot.{info.field_name}")
+
+    @model_validator(mode="after")
+    def _some_budget(self) -> "FewShotSpec":
+        if not self.shots and not self.fractions:
+            raise ValueError("fewshot needs at least one budget: list 'shots' (e.g. [1, 4, 16]) and/or "
+                             "'fractions' (e.g. [0.01, 0.1, 1.0]), or remove the fewshot section")
+        return self
 
     def budgets(self) -> list[tuple[int | None, float | None, int]]:
         """(shots, fraction, draw) for every cell budget."""
         out = [(k, None, d) for k in self.shots for d in range(self.draws)]
         for fraction in self.fractions:
             out += [(None, fraction, d) for d in range(1 if fraction == 1 else self.draws)]
-        if not out:
-            raise ConfigError("fewshot needs at least one budget: list 'shots' (e.g. [1, 4, 16]) and/or "
-                              "'fractions' (e.g. [0.01, 0.1, 1.0]), or remove the fewshot section.")
         return out
-
-
-def _duplicates(values: list[Any]) -> list[Any]:
-    seen: set[Any] = set()
-    return [v for v in values if v in seen or seen.add(v)]
 
 
 class StudySpec(BaseModel):
@@ -160,10 +168,7 @@ class StudySpec(BaseModel):
     @field_validator("models", "datasets", "seeds")
     @classmethod
     def _no_duplicate_values(cls, value: list[Any], info: Any) -> list[Any]:
-        dups = _duplicates(value)
-        if dups:
-            raise ValueError(f"{dups[0]!r} is listed twice in {info.field_name}; list each once")
-        return value
+        return _refuse_duplicates(value, info.field_name)
 
     @field_validator("methods")
     @classmethod
