@@ -49,6 +49,11 @@ class FeatureCache:
         self._memory[key] = features
         return features
 
+    def release_memory(self) -> None:
+        """Drop the in-memory copies (the on-disk cache stays): called when a run moves to the next model, whose
+        features never share a key with the previous model's."""
+        self._memory.clear()
+
     def _encode_distinct(self, model, images: np.ndarray) -> np.ndarray:
         """Encode each distinct image once and scatter the rows back to every copy."""
         index_of: dict[bytes, int] = {}

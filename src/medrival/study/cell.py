@@ -74,6 +74,7 @@ class CellContext:
             from medrival.models.factory import create_model
             started = time.perf_counter()
             self._model, self._model_key = None, None  # free the previous model before loading the next
+            self.features.release_memory()
             model = create_model(name, weights=weights)
             self._model, self._model_key = model.to(resolve_device(self.device)), (name, weights)
             self.load_model_s += time.perf_counter() - started
