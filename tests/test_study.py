@@ -121,26 +121,39 @@ def _done_rows(path):
             return 0
 
 
-def test_killed_demo_resumes_without_duplicates_or_losses(demo_run, tmp_path):
-    reference = demo_run[2]
+KILL_STUDY = """\
+name: kill-and-resume
+models: [demo-generalist-clip, demo-specialist-clip]
+datasets: [demo-xray, demo-fundus]
+methods: [zero_shot, knn, linear_probe, tip_adapter, tip_adapter_f, {name: lora, config: {epochs: 1}}]
+"""
+N_KILL_CELLS = 2 * 2 * 6
+
+
+def test_killed_study_resumes_without_duplicates_or_losses(tmp_path):
+    """SIGKILL mid-study (the runner of `medrival run` in its own process), then resume in this one: nothing is
+    duplicated or lost and every number equals an uninterrupted run's."""
+    study = tmp_path / "study.yaml"
+    study.write_text(KILL_STUDY)
+    reference = run_study(parse_study(KILL_STUDY), tmp_path / "reference").frame()
     out = tmp_path / "killed"
-    process = subprocess.Popen([sys.executable, "-m", "medrival", "demo", "--out", str(out), "--quiet"],
+    process = subprocess.Popen([sys.executable, "-m", "medrival", "run", str(study), "--out", str(out)],
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=os.environ.copy())
     deadline = time.time() + 240
     while _done_rows(out / "results.sqlite") < 3 and time.time() < deadline and process.poll() is None:
-        time.sleep(0.2)
+        time.sleep(0.05)
     process.send_signal(signal.SIGKILL)
     process.wait()
     done_before = _done_rows(out / "results.sqlite")
-    assert 3 <= done_before < N_DEMO_CELLS, "the kill should land mid-study"
-    resumed = run_demo(out)
-    assert len(resumed.skipped) == done_before and len(resumed.ran) == N_DEMO_CELLS - done_before
+    assert 3 <= done_before < N_KILL_CELLS, "the kill should land mid-study"
+    resumed = run_study(parse_study(KILL_STUDY), out)
+    assert len(resumed.skipped) == done_before and len(resumed.ran) == N_KILL_CELLS - done_before
     with sqlite3.connect(out / "results.sqlite") as conn:
         ids = [row[0] for row in conn.execute("select cell_id from cells")]
-    assert len(ids) == len(set(ids)) == N_DEMO_CELLS
+    assert len(ids) == len(set(ids)) == N_KILL_CELLS
     columns = ["cell_id", "auroc", "accuracy", "balanced_accuracy", "macro_f1"]
     pd.testing.assert_frame_equal(resumed.frame()[columns], reference[columns])
-    assert len(list((out / "predictions").glob("*.parquet"))) == N_DEMO_CELLS
+    assert len(list((out / "predictions").glob("*.parquet"))) == N_KILL_CELLS
 
 
 STUDY = """\

@@ -36,8 +36,9 @@ def demo(out: Path = typer.Option(Path("medrival-demo"), "--out", "-o",
          quiet: bool = typer.Option(False, "--quiet", "-q", help="No per-cell progress lines.")) -> None:
     """Run the built-in offline demo study (synthetic world, tiny models shipped in the package).
 
-    Both demo models x four synthetic modalities x zero-shot and linear probe; prints the results table and
-    the paths of the store and report. Running it again with the same --out reuses every finished cell.
+    Both demo models x four synthetic modalities x the whole adaptation ladder (zero-shot, kNN, linear probe,
+    Tip-Adapter(-F), CLIP-Adapter, CoOp, LoRA, full fine-tuning; about 1.5 min on 2 CPU cores); prints the results
+    table and the paths of the store and report. Running it again with the same --out reuses every finished cell.
 
     Example: medrival demo --out medrival-demo
     """
@@ -54,7 +55,7 @@ def run(study_file: Path = typer.Argument(..., help="Study YAML: models, dataset
         out: Optional[Path] = typer.Option(None, "--out", "-o",
                                            help="Store folder (default: the study's `store`, else "
                                                 "./medrival-results/<study name>).")) -> None:
-    """Run a study file: every model x dataset x method x seed cell, skipping cells already finished.
+    """Run a study file: every model x dataset x method x label budget x seed cell, skipping finished cells.
 
     Example: medrival run study.yaml --out results/my-study
     """
