@@ -29,8 +29,9 @@ def test_safe_relative_rejects_escapes(text):
 def test_require_helpers_name_file_and_columns(tmp_path):
     (tmp_path / "b.csv").write_text("x\n")
     assert require_file(tmp_path, ["a.csv", "b.csv"], "R").name == "b.csv"
-    with pytest.raises(DataError, match="a.csv, c.csv"):
+    with pytest.raises(DataError) as error:
         require_file(tmp_path, ["a.csv", "c.csv"], "R")
+    assert f"expected one of: {tmp_path / 'a.csv'}, {tmp_path / 'c.csv'}." in str(error.value)
     with pytest.raises(DataError, match="'y'.*found: x"):
         require_columns(pd.DataFrame({"x": [1]}), ["x", "y"], tmp_path / "b.csv", "R")
 

@@ -58,8 +58,8 @@ def require_file(root: Path, names: Iterable[str], release: str, what: str = "an
         candidate = Path(root) / name
         if candidate.is_file():
             return candidate
-    tried = ", ".join(names)
-    raise DataError(f"{release}: {what} not found under {root}; expected one of: {tried}.")
+    tried = ", ".join(str(Path(root) / name) for name in names)
+    raise DataError(f"{release}: {what} not found; expected one of: {tried}.")
 
 
 def require_columns(frame: pd.DataFrame, columns: Iterable[str], file: Path | str, release: str) -> None:

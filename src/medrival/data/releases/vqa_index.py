@@ -27,6 +27,7 @@ import pandas as pd
 
 from medrival.core.errors import ConfigError, DataError
 from medrival.core.types import check_modality
+from medrival.data.releases import paths
 from medrival.data.releases.paths import safe_relative
 
 VQA_COLUMNS: tuple[str, ...] = (
@@ -77,12 +78,9 @@ def safe_relpath(raw: Any, *, release: str, root: Path | str = "the dataset root
     return safe_relative(root, text, release)
 
 
-def require_file(path: Path, *, release: str, hint: str = "") -> Path:
-    """Return ``path`` if it is a file, else raise a DataError naming the expected file and its release."""
-    if not path.is_file():
-        extra = f" {hint}" if hint else ""
-        raise DataError(f"{release}: expected file {str(path)!r} was not found.{extra}")
-    return path
+def require_file(path: Path, *, release: str) -> Path:
+    """``path`` when it is a file; else the shared DataError naming the expected file and its release."""
+    return paths.require_file(path.parent, [path.name], release)
 
 
 def read_json(path: Path, *, release: str) -> Any:
