@@ -128,3 +128,21 @@ def test_weights_must_name_a_study_model(tmp_path):
     from medrival.study.spec import load_study
     spec = load_study(study)
     assert spec.weights == {"demo-specialist-clip": str(tmp_path / "ckpt")}
+
+
+def test_prompts_are_encoded_once_per_model_across_methods_and_draws():
+    from medrival.methods import METHODS
+    from medrival.models.factory import create_model
+
+    model = create_model("demo-specialist-clip")
+    calls = []
+    original = model.encode_texts
+    model.encode_texts = lambda texts, *a, **k: calls.append(len(texts)) or original(texts, *a, **k)
+    train, val = load_dataset("demo-xray", "train", n=60), load_dataset("demo-xray", "val", n=40)
+    cache = FeatureCache(None)
+    for name in ("zero_shot", "tip_adapter", "clip_adapter"):
+        for draw in range(2):
+            spec = METHODS.get(name)
+            method = spec.build(spec.make_config({"epochs": 1} if name == "clip_adapter" else {}))
+            method.fit(model, draw_shots(train, 2, draw), draw_shots(val, 2, draw), cache, seed=0)
+    assert len(calls) == train.info.num_classes  # one encoding per class prompt list, for all six fits

@@ -75,7 +75,7 @@ class ClipAdapter:
         import torch
 
         self.model, self.features, self.logit_scale = model, features, model.logit_scale
-        self.class_embeddings = zero_shot_classifier(model, val.info)
+        self.class_embeddings = zero_shot_classifier(model, val.info, features=features)
         device = model.device
         x_train = torch.from_numpy(features.image_features(model, train)).to(device)
         x_val = torch.from_numpy(features.image_features(model, val)).to(device)

@@ -23,6 +23,7 @@ class FeatureCache:
     def __init__(self, root: str | Path | None):
         self.root = Path(root) if root is not None else None
         self._memory: dict[str, np.ndarray] = {}
+        self._texts: dict[tuple[str, tuple[str, ...]], np.ndarray] = {}
         self.hits = 0
         self.misses = 0
         self.encode_seconds = 0.0
@@ -49,10 +50,20 @@ class FeatureCache:
         self._memory[key] = features
         return features
 
+    def text_embeddings(self, model, texts: list[str]) -> np.ndarray:
+        """Normalised text embeddings (M x D float32), encoded once per model and prompt list for the run: every
+        method that starts from the zero-shot classifier, in every few-shot draw and seed, asks for the same
+        prompts. Kept in memory only; prompts are cheap to encode once."""
+        key = (model.fingerprint, tuple(texts))
+        if key not in self._texts:
+            self._texts[key] = model.encode_texts(list(texts)).numpy().astype(np.float32)
+        return self._texts[key]
+
     def release_memory(self) -> None:
         """Drop the in-memory copies (the on-disk cache stays): called when a run moves to the next model, whose
         features never share a key with the previous model's."""
         self._memory.clear()
+        self._texts.clear()
 
     def _encode_distinct(self, model, images: np.ndarray) -> np.ndarray:
         """Encode each distinct image once and scatter the rows back to every copy."""

@@ -99,7 +99,7 @@ class TipAdapter:
 
     def fit(self, model, train, val, features, seed: int = 0) -> None:
         self.model, self.features, self.logit_scale = model, features, model.logit_scale
-        self.class_embeddings = zero_shot_classifier(model, val.info)
+        self.class_embeddings = zero_shot_classifier(model, val.info, features=features)
         self.keys = features.image_features(model, train).copy()
         self.values = np.eye(val.info.num_classes, dtype=np.float32)[np.asarray(train.labels, dtype=np.int64)]
         x_val = features.image_features(model, val)

@@ -404,7 +404,7 @@ class EncoderTrainingMethod:
         self.model, self.features = model, features
         self.prompts = class_prompts(train.info, ZeroShotConfig())
         with seeded(seed, model.device):
-            self.network = self._build(model, zero_shot_classifier(model, train.info), self.prompts)
+            self.network = self._build(model, zero_shot_classifier(model, train.info, features=features), self.prompts)
             self.trainable_count = count_trainable(self.network)
             train_inputs, val_inputs = self._inputs(train), self._inputs(val)
             check_gradients_reach(self.network, train_inputs, self.config.precision)

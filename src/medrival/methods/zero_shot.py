@@ -37,14 +37,17 @@ def class_prompts(info, config: ZeroShotConfig) -> list[list[str]]:
     return prompts
 
 
-def zero_shot_classifier(model, info, config: ZeroShotConfig | None = None) -> np.ndarray:
+def zero_shot_classifier(model, info, config: ZeroShotConfig | None = None, features=None) -> np.ndarray:
     """Class embeddings (K x D float32, unit rows): the normalised mean of each class's prompt embeddings.
 
     Shared by zero-shot and by every method that starts from the text classifier (Tip-Adapter, CLIP-Adapter,
-    fine-tuning heads), so they all start from exactly the zero-shot decision rule."""
+    fine-tuning heads), so they all start from exactly the zero-shot decision rule. With ``features`` (the run's
+    FeatureCache) the prompts are encoded once per model for all of those cells."""
     rows = []
     for prompts in class_prompts(info, config or ZeroShotConfig()):
-        mean = model.encode_texts(prompts).numpy().mean(axis=0)
+        embedded = features.text_embeddings(model, prompts) if features is not None else \
+            model.encode_texts(prompts).numpy()
+        mean = embedded.mean(axis=0)
         rows.append(mean / np.linalg.norm(mean))
     return np.stack(rows).astype(np.float32)
 
@@ -61,7 +64,7 @@ class ZeroShot:
 
     def fit(self, model, train, val, features, seed: int = 0) -> None:
         self.model, self.features = model, features
-        self.class_embeddings = zero_shot_classifier(model, val.info, self.config)
+        self.class_embeddings = zero_shot_classifier(model, val.info, self.config, features)
 
     def predict(self, test) -> Predictions:
         image_features = self.features.image_features(self.model, test)

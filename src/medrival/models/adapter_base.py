@@ -46,6 +46,13 @@ class ContrastiveAdapter:
         text = f"{self._weights_id}|{sorted(self.preprocess_cfg.items())}"
         return hashlib.sha256(text.encode()).hexdigest()[:16]
 
+    @property
+    def logit_scale(self) -> float:
+        """CLIP's learned temperature, exponentiated (both open_clip and transformers store its log). SigLIP also
+        learns a logit_bias; it adds the same constant to every class's logit for an image, so it cancels in a
+        softmax over classes and the protocol leaves it out."""
+        return float(self.model.logit_scale.exp().item())
+
     def num_parameters(self) -> int:
         return sum(p.numel() for p in self.model.parameters())
 

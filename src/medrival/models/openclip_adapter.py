@@ -35,10 +35,6 @@ class OpenClipModel(ContrastiveAdapter):
         return self.model.text if hasattr(self.model, "text") else self.model.transformer
 
     @property
-    def logit_scale(self) -> float:
-        return float(self.model.logit_scale.exp().item())
-
-    @property
     def embed_dim(self) -> int:
         """Width of the shared image-text embedding space."""
         for tower in (self.model.visual, getattr(self.model, "text", None)):  # timm/HF towers carry output_dim

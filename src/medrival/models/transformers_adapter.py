@@ -92,12 +92,6 @@ class TransformersClipModel(ContrastiveAdapter):
         return self.model.text_model
 
     @property
-    def logit_scale(self) -> float:
-        # SigLIP also learns a logit_bias; it adds the same constant to every class's logit for an image, so it
-        # cancels in a softmax over classes and the protocol leaves it out.
-        return float(self.model.logit_scale.exp().item())
-
-    @property
     def embed_dim(self) -> int:
         projection = getattr(self.model, "visual_projection", None)  # CLIP projects; SigLIP pools to its width
         return int(projection.out_features) if projection is not None else int(
