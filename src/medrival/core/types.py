@@ -1,7 +1,8 @@
 """Core data types shared by every layer: task kinds, modalities, examples, dataset splits, cells and results.
 
 Splits hold arrays (not lists of objects) so that a whole split can be encoded in batches and fingerprinted for
-the content-addressed feature cache; indexing a split yields the per-example dataclasses.
+the content-addressed feature cache; indexing a split yields the per-example dataclasses. The images of a split
+are either one uint8 array (the demo world) or an ``ImageSource`` (real releases: files decoded on demand).
 """
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from typing import Any
 import numpy as np
 
 from medrival.core.errors import DataError, UnknownNameError
+from medrival.core.images import ImageSource
 from medrival.core.registry import suggest
 
 
@@ -59,6 +61,11 @@ class DatasetInfo:
     def num_classes(self) -> int:
         return len(self.class_names)
 
+    @property
+    def modalities(self) -> tuple[str, ...]:
+        """The modality words: mixed releases (VQA-RAD: CT, MRI and X-ray) join several with commas."""
+        return tuple(word.strip() for word in self.modality.split(","))
+
 
 @dataclass(frozen=True)
 class ClassificationExample:
@@ -93,7 +100,7 @@ class ClassificationSplit:
 
     info: DatasetInfo
     split: str
-    images: np.ndarray  # N x H x W x 3 uint8
+    images: np.ndarray | ImageSource  # N x H x W x 3 uint8, or decoded on demand
     labels: np.ndarray  # N (int) or N x L (0/1) for multilabel
     ids: np.ndarray  # N strings, unique per image
     meta: dict[str, np.ndarray] = field(default_factory=dict)
@@ -101,11 +108,14 @@ class ClassificationSplit:
     # parent's cached features, so drawing many subsets never encodes an image twice.
     parent: "ClassificationSplit | None" = field(default=None, repr=False, compare=False)
     parent_indices: np.ndarray | None = field(default=None, repr=False, compare=False)
+    # Rows left out when the split was built, by reason ("missing", "unreadable"): reported, never silent.
+    skipped: dict[str, int] = field(default_factory=dict, compare=False)
     _fingerprint: str | None = field(default=None, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         n = len(self.images)
-        if self.images.ndim != 4 or self.images.shape[-1] != 3 or self.images.dtype != np.uint8:
+        if isinstance(self.images, np.ndarray) and (
+                self.images.ndim != 4 or self.images.shape[-1] != 3 or self.images.dtype != np.uint8):
             raise DataError(
                 f"{self.info.name}/{self.split}: images must be uint8 N x H x W x 3, got "
                 f"{self.images.dtype} {self.images.shape}.")
@@ -119,7 +129,16 @@ class ClassificationSplit:
 
     def __getitem__(self, i: int) -> ClassificationExample:
         meta = {"id": str(self.ids[i]), **{k: v[i] for k, v in self.meta.items()}}
-        return ClassificationExample(self.images[i], self.labels[i], meta)
+        return ClassificationExample(self.image(i), self.labels[i], meta)
+
+    @property
+    def lazy(self) -> bool:
+        """True when images are decoded on demand (an ``ImageSource``) rather than held as one array."""
+        return not isinstance(self.images, np.ndarray)
+
+    def image(self, i: int) -> np.ndarray:
+        """Row ``i`` as H x W x 3 uint8 (decoded now for a lazy split)."""
+        return self.images.load(int(i)) if self.lazy else self.images[i]
 
     def subset(self, indices) -> "ClassificationSplit":
         """The rows ``indices`` (in that order) as a split that knows its parent (see ``parent``)."""
@@ -128,7 +147,8 @@ class ClassificationSplit:
             raise DataError(f"{self.info.name}/{self.split}: subset indices must be a 1-D array of rows in "
                             f"0..{len(self) - 1}.")
         root, rows = (self.parent, self.parent_indices[indices]) if self.parent is not None else (self, indices)
-        return ClassificationSplit(self.info, self.split, self.images[indices], self.labels[indices],
+        images = self.images.take(indices) if self.lazy else self.images[indices]
+        return ClassificationSplit(self.info, self.split, images, self.labels[indices],
                                    self.ids[indices], {k: v[indices] for k, v in self.meta.items()},
                                    parent=root, parent_indices=rows)
 
@@ -137,7 +157,7 @@ class ClassificationSplit:
 
         Hashed once per split object: every cell of a run asks for it, and images are not edited in place."""
         if self._fingerprint is None:
-            self._fingerprint = _hash_arrays(self.images)
+            self._fingerprint = self.images.fingerprint() if self.lazy else _hash_arrays(self.images)
         return self._fingerprint
 
 
@@ -147,13 +167,14 @@ class VQASplit:
 
     info: DatasetInfo
     split: str
-    images: np.ndarray  # M x H x W x 3 uint8
+    images: np.ndarray | ImageSource  # M x H x W x 3 uint8, or decoded on demand
     image_index: np.ndarray  # N ints into images
     questions: list[str]
     answers: list[str]
     answer_types: list[str]
     ids: np.ndarray  # N question ids
     image_ids: np.ndarray  # M image ids (cluster key for statistics)
+    skipped: dict[str, int] = field(default_factory=dict, compare=False)
 
     def __len__(self) -> int:
         return len(self.questions)
@@ -161,7 +182,8 @@ class VQASplit:
     def __getitem__(self, i: int) -> VQAExample:
         img = int(self.image_index[i])
         meta = {"id": str(self.ids[i]), "image_id": str(self.image_ids[img])}
-        return VQAExample(self.images[img], self.questions[i], self.answers[i], self.answer_types[i], meta)
+        image = self.images[img] if isinstance(self.images, np.ndarray) else self.images.load(img)
+        return VQAExample(image, self.questions[i], self.answers[i], self.answer_types[i], meta)
 
 
 @dataclass(frozen=True)

@@ -28,6 +28,7 @@ class FeatureCache:
         self.misses = 0
         self.encode_seconds = 0.0
         self.encoded_images = 0  # images passed through an image encoder by this cache
+        self.batch_size = 256  # images per decoded batch of a lazy (file) split
 
     def key(self, model, split: ClassificationSplit) -> str:
         return f"{model.fingerprint}-{split.fingerprint()}"
@@ -43,7 +44,8 @@ class FeatureCache:
         features = self._read(key)
         if features is None:
             self.misses += 1
-            features = self._encode_distinct(model, split.images)
+            features = (self._encode_lazy(model, split) if split.lazy
+                        else self._encode_distinct(model, split.images))
             self._write(key, features)
         else:
             self.hits += 1
@@ -78,6 +80,24 @@ class FeatureCache:
             inverse[row] = index_of[digest]
         started = time.perf_counter()
         encoded = model.encode_images(images[unique_rows]).numpy().astype(np.float32)
+        self.encode_seconds += time.perf_counter() - started
+        self.encoded_images += len(unique_rows)
+        return encoded[inverse]
+
+    def _encode_lazy(self, model, split: ClassificationSplit) -> np.ndarray:
+        """Decode (in parallel, straight to the model's input size) and encode each distinct stored image once."""
+        index_of: dict[str, int] = {}
+        unique_rows: list[int] = []
+        inverse = np.empty(len(split), dtype=np.int64)
+        for row, identity in enumerate(split.images.identities()):
+            if identity not in index_of:
+                index_of[identity] = len(unique_rows)
+                unique_rows.append(row)
+            inverse[row] = index_of[identity]
+        started = time.perf_counter()
+        parts = [model.encode_images(batch).numpy().astype(np.float32)
+                 for batch in split.images.take(unique_rows).batches(model.geometry, self.batch_size)]
+        encoded = np.concatenate(parts) if parts else np.zeros((0, model.embed_dim), np.float32)
         self.encode_seconds += time.perf_counter() - started
         self.encoded_images += len(unique_rows)
         return encoded[inverse]

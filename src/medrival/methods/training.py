@@ -212,7 +212,10 @@ def preprocess_split(adapter, split, chunk: int = 256):
     """Pixels (float N x 3 x S x S, CPU) of every image of ``split``, preprocessed once per fit."""
     import torch
 
-    parts = [adapter.preprocess(split.images[start:start + chunk]) for start in range(0, len(split), chunk)]
+    if split.lazy:  # decoded in parallel straight to the model's input size, then only normalised
+        parts = [adapter.preprocess(batch) for batch in split.images.batches(adapter.geometry, chunk)]
+    else:
+        parts = [adapter.preprocess(split.images[start:start + chunk]) for start in range(0, len(split), chunk)]
     return torch.cat(parts) if parts else torch.zeros(0)
 
 

@@ -12,7 +12,7 @@ import numpy as np
 
 from medrival.core.cards import ModelCard
 from medrival.models.encoding import encode_in_batches  # preprocessing of batch k+1 overlaps encoding of batch k
-from medrival.models.preprocessing import check_texts, preprocess_images
+from medrival.models.preprocessing import check_texts, decode_geometry, preprocess_images
 
 __all__ = ["ContrastiveAdapter", "encode_in_batches", "encode_texts_in_batches"]
 
@@ -58,6 +58,11 @@ class ContrastiveAdapter:
 
     def preprocess(self, images: np.ndarray):
         return preprocess_images(images, self.preprocess_cfg)
+
+    @property
+    def geometry(self):
+        """Square input size and resize rule, for decoding file images straight to what the model takes."""
+        return decode_geometry(self.preprocess_cfg)
 
     @property
     def device(self):

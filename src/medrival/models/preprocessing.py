@@ -127,3 +127,16 @@ def preprocess_images(images: np.ndarray, preprocess_cfg: dict):
     # In place: x is this function's own float copy, and two fewer batch-sized allocations keep the
     # preprocessing thread well ahead of the forward pass it overlaps with (benchmarks/encode.py).
     return x.sub_(mean[:, None, None]).div_(std[:, None, None])
+
+
+def decode_geometry(preprocess_cfg: dict):
+    """The geometric half of ``preprocess_cfg`` as an ``ImageGeometry``: lazy (file) splits are decoded straight
+    to the model's square input with it, so :func:`preprocess_images` then takes its convert-and-normalise path."""
+    from medrival.core.images import ImageGeometry
+
+    size = _square_size(preprocess_cfg.get("size", 224))
+    resize_size = _square_size(preprocess_cfg.get("resize_size") or size)
+    interpolation = "bilinear" if preprocess_cfg.get("interpolation") == "bilinear" else "bicubic"
+    return ImageGeometry(size=size, resize_size=resize_size, resize_mode=preprocess_cfg.get("resize_mode") or "shortest",
+                         interpolation=interpolation, fill=int(preprocess_cfg.get("fill_color", 0) or 0),
+                         crop_offsets=preprocess_cfg.get("crop_offsets") or "round")

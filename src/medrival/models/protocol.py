@@ -31,6 +31,10 @@ class ContrastiveModel(Protocol):
     def embed_dim(self) -> int: ...
 
     @property
+    def geometry(self) -> Any:
+        """``ImageGeometry``: the square input and resize rule file images are decoded to."""
+
+    @property
     def logit_scale(self) -> float: ...
 
     @property
