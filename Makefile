@@ -26,6 +26,7 @@ bench: install
 	$(PY) benchmarks/encode.py
 	$(PY) benchmarks/linear_probe.py
 	$(PY) benchmarks/shared_encoding.py
+	$(PY) benchmarks/loading.py
 
 clean:
 	rm -rf $(VENV) medrival-demo .pytest_cache

@@ -84,7 +84,7 @@ def test_unknown_top_level_field_cites_line_and_suggests():
     text = "models: [a]\nmethods: [zero_shot]\ndataset: [demo-xray]\n"
     message = error_of(text)
     assert "study.yaml, line 3: dataset:" in message
-    assert "did you mean 'datasets'?" in message
+    assert "did you mean 'datasets'" in message
     # The missing field points at the parent mapping (the top level, line 1).
     assert "study.yaml, line 1: datasets: required field is missing" in message
 

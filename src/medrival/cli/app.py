@@ -35,7 +35,7 @@ def _root(debug: bool = typer.Option(False, "--debug", help="Show full traceback
 
 
 def _register_commands() -> None:
-    from medrival.cli import catalog_commands, study_commands  # noqa: F401  (commands register on import)
+    from medrival.cli import catalog_commands, dataset_commands, study_commands  # noqa: F401  (register on import)
 
 
 def main(argv: Optional[list[str]] = None) -> None:

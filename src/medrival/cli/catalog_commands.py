@@ -1,4 +1,5 @@
-"""``medrival models|datasets|methods``: what is available, with ID/OOD modalities, licences and pairs."""
+"""``medrival models|methods``: what is available, with ID/OOD modalities, licences and pairs (datasets: see
+``dataset_commands``)."""
 from __future__ import annotations
 
 import dataclasses
@@ -34,25 +35,6 @@ def list_models() -> None:
     Console().print("Weights marked 'no' download on first use. Offline: pre-download them (`hf download REPO`) "
                     "or give a local copy (a study's `weights:` entry, or MEDRIVAL_WEIGHTS_DIR/<id>/). Gated models "
                     "need their terms accepted on the Hub page and `hf auth login`.")
-
-
-@app.command("datasets")
-def list_datasets() -> None:
-    """List datasets: task, modality, classes, split sizes and licence.
-
-    Example: medrival datasets
-    """
-    from medrival.data.catalog import dataset_registry
-
-    table = Table(title="Datasets")
-    for column in ("name", "task", "modality", "classes", "splits", "licence"):
-        table.add_column(column, overflow="fold")
-    for name, entry in dataset_registry().items():
-        info = entry.info
-        splits = ", ".join(f"{k} {v}" for k, v in entry.split_sizes.items())
-        table.add_row(name, info.task.value, info.modality, ", ".join(info.class_names) or "(free text)", splits,
-                      info.licence)
-    Console().print(table)
 
 
 @app.command("methods")

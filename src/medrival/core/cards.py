@@ -148,5 +148,7 @@ class ModelCard(BaseModel):
 
 
 def domain_of(card: ModelCard, dataset: DatasetInfo) -> str:
-    """"ID" when the dataset's modality was in the model's pretraining, else "OOD"."""
-    return "ID" if dataset.modality in card.pretraining_modalities else "OOD"
+    """"ID" when the dataset's modality was in the model's pretraining, else "OOD"; a mixed-modality dataset is
+    "ID" when all of its modalities were, "OOD" when none was, and "mixed" otherwise."""
+    seen = [m in card.pretraining_modalities for m in dataset.modalities]
+    return "ID" if all(seen) else "OOD" if not any(seen) else "mixed"

@@ -1,6 +1,7 @@
 """The dataset catalog: every dataset medrival can load, with its task, modality and licence.
 
-Demo datasets are rendered from the synthetic world on demand (same seed -> byte-identical splits).
+Demo datasets are rendered from the synthetic world on demand (same seed -> byte-identical splits). Real
+releases (``medrival.data.zoo``) are read from their original files under a dataset root, images left on disk.
 """
 from __future__ import annotations
 
@@ -74,10 +75,22 @@ def _demo_entries() -> list[DatasetEntry]:
     return entries
 
 
+def _release_entries() -> list[DatasetEntry]:
+    from medrival.data.zoo.api import load_release_split
+    from medrival.data.zoo.registry import release_registry
+
+    def loader(name: str):
+        def load(split: str, root=None, strict: bool = False, probe: bool = True):
+            return load_release_split(name, split, root, strict=strict, probe=probe)
+        return load
+
+    return [DatasetEntry(entry.info, loader(name), {}) for name, entry in release_registry().items()]
+
+
 @lru_cache(maxsize=1)
 def dataset_registry() -> Registry[DatasetEntry]:
     registry: Registry[DatasetEntry] = Registry("dataset")
-    for entry in _demo_entries():
+    for entry in [*_demo_entries(), *_release_entries()]:
         registry.register(entry.info.name, entry)
     return registry
 
@@ -87,7 +100,9 @@ def dataset_info(name: str) -> DatasetInfo:
 
 
 def load_dataset(name: str, split: str = "test", **options) -> ClassificationSplit | VQASplit:
-    """Load one split of a registered dataset (``options`` go to its loader, e.g. ``seed``, ``n``)."""
+    """Load one split of a registered dataset. ``options`` go to its loader: ``seed``, ``n``, ``size`` for the demo
+    datasets; ``root`` (the dataset folder), ``strict`` (fail on missing/unreadable images instead of skipping
+    them) for real releases."""
     entry = dataset_registry().get(name)
     if split not in SPLITS:
         close = suggest(split, list(SPLITS))

@@ -7,21 +7,23 @@ from __future__ import annotations
 
 import time
 import traceback
+import warnings
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from medrival.core.cards import domain_of
-from medrival.core.errors import MedrivalError
+from medrival.core.errors import DataError, MedrivalError
 from medrival.core.provenance import capture
 from medrival.core.resources import PeakMemory
-from medrival.core.types import CellSpec, ClassificationSplit
+from medrival.core.types import CellSpec, ClassificationSplit, TaskKind
 from medrival.data.catalog import dataset_registry, load_dataset
 from medrival.data.fewshot import apply_budget
 from medrival.methods import METHODS
 from medrival.methods.features import FeatureCache
 from medrival.metrics import compute_classification_metrics
+from medrival.metrics.classification import UndefinedMetricWarning
 from medrival.models.catalog import get_card
 from medrival.store import CellRecord, utc_now
 from medrival.study.spec import cell_id
@@ -59,8 +61,11 @@ def resolve_device(device: str) -> str:
 class CellContext:
     """Caches shared by the cells of one run: one loaded model at a time, dataset splits, image features."""
 
-    def __init__(self, feature_dir: Path | None, device: str = "auto", checkpoint_dir: Path | None = None):
+    def __init__(self, feature_dir: Path | None, device: str = "auto", checkpoint_dir: Path | None = None,
+                 data_roots: dict[str, str] | None = None, strict_images: bool = False):
         self.features = FeatureCache(feature_dir)
+        self.data_roots = dict(data_roots or {})
+        self.strict_images = strict_images
         self.device = device
         self.checkpoint_dir = checkpoint_dir
         self._model_key: tuple[str, str | None] | None = None
@@ -84,7 +89,9 @@ class CellContext:
         key = (dataset, split)
         if key not in self._splits:
             started = time.perf_counter()
-            self._splits[key] = load_dataset(dataset, split)
+            options = {} if dataset_registry().get(dataset).info.synthetic else \
+                {"root": self.data_roots.get(dataset), "strict": self.strict_images}
+            self._splits[key] = load_dataset(dataset, split, **options)
             self.data_s += time.perf_counter() - started
         return self._splits[key]
 
@@ -110,10 +117,30 @@ def budgeted_splits(cell: CellSpec, context: CellContext):
     return train, val, test
 
 
+def check_label_variety(split: ClassificationSplit) -> None:
+    """A single-label split with examples of one class only cannot train a classifier: say so by name."""
+    if split.info.task is TaskKind.MULTILABEL or len(split) == 0:
+        return
+    present = np.unique(split.labels)
+    if len(present) < 2:
+        only = split.info.class_names[int(present[0])] if len(present) else "none"
+        raise DataError(f"{split.info.name}/{split.split} holds one class only ({only!r}, {len(split)} examples); "
+                        "a classifier needs examples of at least two classes. Use a larger label budget or "
+                        "check the dataset's split (medrival datasets check).")
+
+
+def skipped_images(cell: CellSpec, context: CellContext) -> dict[str, dict[str, int]]:
+    """Images left out of each split (missing or unreadable files), for the record."""
+    splits = {name: context.split(cell.dataset, name) for name in ("train", "val", "test")}
+    return {name: split.skipped for name, split in splits.items() if split.skipped}
+
+
 def _fit_and_predict(cell: CellSpec, context: CellContext):
     """Fit on train/val, predict test; returns (output, test split, timing and size facts)."""
     model = context.model(cell.model, cell.weights)
     train, val, test = budgeted_splits(cell, context)
+    if cell.method != "zero_shot":  # every other method learns from the training labels
+        check_label_variety(train)
     spec = METHODS.get(cell.method)
     method = spec.build(spec.make_config(cell.config_dict()))
     encode_before = context.features.encode_seconds
@@ -123,6 +150,9 @@ def _fit_and_predict(cell: CellSpec, context: CellContext):
     facts = {"fit_s": time.perf_counter() - fit_started - (context.features.encode_seconds - encode_before),
              "encode_s": context.features.encode_seconds - encode_before,
              "n_train": len(train), "n_val": len(val), "device": str(model.device)}
+    skipped = skipped_images(cell, context)
+    if skipped:
+        facts["skipped_images"] = skipped
     if context.checkpoint_dir is not None and hasattr(method, "save"):
         method.save(context.checkpoint_dir / cell_id(cell))
     return output, test, facts
@@ -134,12 +164,17 @@ def execute_cell(cell: CellSpec, context: CellContext) -> tuple[CellRecord, pd.D
     try:
         with PeakMemory() as peak:
             output, test, facts = _fit_and_predict(cell, context)
-        metrics = compute_classification_metrics(test.info.task, test.labels, output.probabilities,
-                                                 test.info.class_names)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", UndefinedMetricWarning)
+            metrics = compute_classification_metrics(test.info.task, test.labels, output.probabilities,
+                                                     test.info.class_names)
     except Exception as error:  # noqa: BLE001 - a cell's failure is data, not a crash of the study
         return failure_record(cell, error, started_at, time.perf_counter() - started), None
     cost = {"wall_s": time.perf_counter() - started, **facts, **peak.as_dict(),
             "trainable_params": output.trainable_parameters, **output.extras}
+    notes = [str(w.message) for w in caught if issubclass(w.category, UndefinedMetricWarning)]
+    if notes:  # e.g. a test split with one class: AUROC is NaN, and the record says why
+        cost["metric_notes"] = notes
     record = CellRecord(cell_id(cell), describe_cell(cell), "done", metrics, cost, capture(cell.seed),
                         started_at=started_at, finished_at=utc_now())
     return record, predictions_frame(test, output.probabilities)

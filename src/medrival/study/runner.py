@@ -14,7 +14,7 @@ from typing import Callable
 
 import pandas as pd
 
-from medrival.core.errors import ConfigError
+from medrival.core.errors import ConfigError, MedrivalError
 from medrival.core.types import CellSpec
 from medrival.data.catalog import dataset_registry
 from medrival.methods import METHODS
@@ -39,8 +39,20 @@ class StudyRun:
         return frame[frame["cell_id"].isin(ids)].reset_index(drop=True)
 
 
+def register_custom_datasets(spec: StudySpec) -> None:
+    """Make the study's own datasets known by name (their annotation files are read; no image is opened)."""
+    from medrival.data.zoo.custom import register_custom_dataset
+
+    for name, custom in spec.custom_datasets.items():
+        try:
+            register_custom_dataset(name, custom.format, custom.root, **custom.options)
+        except (MedrivalError, TypeError) as error:  # TypeError: an option the reader does not take
+            raise ConfigError(f"{spec.source}: custom_datasets.{name}: {error}") from None
+
+
 def plan_cells(spec: StudySpec) -> list[CellSpec]:
     """Validate names and method/model/dataset compatibility, then expand; nothing runs on a bad study."""
+    register_custom_datasets(spec)
     check_names(spec, {"models": model_registry().names(), "datasets": dataset_registry().names(),
                        "methods": METHODS.names()})
     problems = []
@@ -56,10 +68,27 @@ def plan_cells(spec: StudySpec) -> list[CellSpec]:
                 if why:
                     problems.append(f"{why} (model {model!r}, dataset {dataset!r}).")
     check_weights(spec)
+    problems += missing_datasets(spec)
     if problems:
         raise ConfigError(f"{spec.source}: the study cannot run as written:\n- "
                           + "\n- ".join(dict.fromkeys(problems)) + "\nRemove those combinations or pick others.")
     return expand_cells(spec, lambda name, config: METHODS.get(name).normalised_config(config))
+
+
+def missing_datasets(spec: StudySpec) -> list[str]:
+    """One problem per real dataset whose annotation files are not where the study says (or the default)."""
+    from medrival.data.zoo.api import read_release
+    from medrival.data.zoo.registry import release_registry
+
+    problems = []
+    for name in spec.datasets:
+        if name in release_registry():
+            try:
+                read_release(name, spec.data_roots.get(name))
+            except MedrivalError as error:
+                problems.append(f"dataset {name!r} is not readable: {error} (medrival prepare {name} shows how "
+                                "to get it; data_roots: in the study says where it is)")
+    return problems
 
 
 def feature_cache_dir(spec: StudySpec, store_dir: str | Path) -> Path:
@@ -76,7 +105,8 @@ def run_study(spec: StudySpec, store_dir: str | Path, progress: Callable[[str], 
     pending = [c for c in cells if ids[c] not in finished]
     run.skipped = [ids[c] for c in cells if ids[c] in finished]
     context = CellContext(feature_cache_dir(spec, store_dir), spec.device,
-                          Path(store_dir) / "checkpoints" if spec.save_checkpoints else None)
+                          Path(store_dir) / "checkpoints" if spec.save_checkpoints else None,
+                          data_roots=spec.data_roots, strict_images=spec.strict_images)
     started = time.perf_counter()
     for number, cell in enumerate(sorted(pending, key=lambda c: (spec.models.index(c.model),
                                                                 spec.datasets.index(c.dataset))), 1):

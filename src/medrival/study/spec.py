@@ -123,6 +123,16 @@ class FewShotSpec(BaseModel):
         return out
 
 
+class CustomDatasetSpec(BaseModel):
+    """A user dataset: ``format`` manifest | imagefolder | vqa, its ``root``, and the reader's options."""
+
+    model_config = ConfigDict(extra="forbid")
+    format: str = Field(description="manifest (CSV of paths and labels), imagefolder (class folders) or vqa.")
+    root: str = Field(description="Folder holding the files; relative paths are relative to the study file.")
+    options: dict[str, Any] = Field(default_factory=dict, description="Options of the reader, e.g. csv_path, "
+                                    "label_columns, modality (required), split_column, patient_column.")
+
+
 class StudySpec(BaseModel):
     """A paired study: every model x dataset x method x seed."""
 
@@ -144,6 +154,14 @@ class StudySpec(BaseModel):
     weights: dict[Name, Name] = Field(
         default_factory=dict, description="Model name -> local folder holding its weights (overrides the Hub); "
                                           "relative paths are relative to the study file.")
+    data_roots: dict[Name, str] = Field(
+        default_factory=dict, description="Dataset name -> folder holding that release's files (default: "
+                                          "$MEDRIVAL_DATA_DIR/<folder>); relative paths are relative to the study file.")
+    custom_datasets: dict[Name, CustomDatasetSpec] = Field(
+        default_factory=dict, description="Your own data under a name listed in datasets: format, root, options.")
+    strict_images: bool = Field(
+        False, description="Fail a cell when an image is missing or unreadable (default: skip it and record the "
+                           "count with the result).")
     device: str = Field("auto", pattern=r"^(auto|cpu|cuda(:\d+)?|mps)$",
                         description="Where models run: auto (CUDA when available), cpu, cuda, cuda:N or mps.")
     feature_cache: str | None = Field(
@@ -181,16 +199,18 @@ class StudySpec(BaseModel):
             raise ValueError(f"method {name!r} is listed twice with the same config; list each once")
         return value
 
-    @field_validator("weights")
+    @field_validator("weights", "data_roots", "custom_datasets")
     @classmethod
-    def _weights_for_listed_models(cls, value: dict[str, str], info: Any) -> dict[str, str]:
-        models = info.data.get("models") or []
+    def _keys_listed_in_study(cls, value: dict[str, str], info: Any) -> dict[str, str]:
+        kind, what = ("models", "weights") if info.field_name == "weights" else \
+            ("datasets", info.field_name.replace("_", " "))
+        listed = info.data.get(kind) or []
         for name in value:
-            if name not in models:
-                close = suggest(name, models)
+            if name not in listed:
+                close = suggest(name, listed)
                 hint = f" Did you mean {close[0]!r}?" if close else ""
-                raise ValueError(f"weights are given for {name!r}, which is not in models.{hint} "
-                                 f"Models of this study: {', '.join(models)}")
+                raise ValueError(f"{what} are given for {name!r}, which is not in {kind}.{hint} "
+                                 f"{kind.capitalize()} of this study: {', '.join(listed)}")
         return value
 
     @property
@@ -227,6 +247,9 @@ def load_study(path: str | Path) -> StudySpec:
         return str(folder_path if folder_path.is_absolute() else (base / folder_path).resolve())
 
     spec.weights = {name: resolved(folder) for name, folder in spec.weights.items()}
+    spec.data_roots = {name: resolved(folder) for name, folder in spec.data_roots.items()}
+    for custom in spec.custom_datasets.values():
+        custom.root = resolved(custom.root)
     if spec.feature_cache:
         spec.feature_cache = resolved(spec.feature_cache)
     return spec

@@ -1,0 +1,109 @@
+"""From a release index to the splits medrival trains and evaluates on, images left undecoded.
+
+A row whose image file is missing, or whose header cannot be parsed, is skipped and counted in the split's
+``skipped`` (``strict=True`` raises instead). The probe opens headers only, in a thread pool (it is I/O-bound), so
+building a split never decodes pixels; the data loader decodes later, in parallel, at the model's input size.
+"""
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from medrival.core.errors import DataError
+from medrival.core.types import ClassificationSplit, DatasetInfo, TaskKind, VQASplit
+from medrival.data.images import FileImageSource, file_of
+from medrival.data.imageio import probe_image
+from medrival.data.releases.index import ReleaseIndex, grouped_split
+from medrival.data.releases.vqa_index import VQAReleaseIndex
+
+# Per-example attributes carried into a split's meta (cluster keys and subgroup attributes for statistics).
+META_COLUMNS = ("patient_id", "group_id", "image_id", "sex", "age", "race", "ethnicity", "language", "view",
+                "hospital", "subtype")
+
+
+def check_index_matches(info: DatasetInfo, index) -> None:
+    """The files must describe the registered dataset: same task and the same classes in the same order."""
+    if isinstance(index, VQAReleaseIndex):
+        return
+    if index.task is not info.task or tuple(index.class_names) != tuple(info.class_names):
+        raise DataError(f"{info.name}: the files under the root describe a {index.task.value} task with classes "
+                        f"{list(index.class_names)}, but {info.name} is registered as {info.task.value} with "
+                        f"{list(info.class_names)}. Is the root pointing at another release or version?")
+
+
+def file_problems(root: Path, references: pd.Series, workers: int = 8) -> dict[str, str]:
+    """Reference -> reason for every referenced file that is missing or whose header cannot be read."""
+    files = sorted({file_of(str(r)) for r in references})
+
+    def problem(file: str) -> str | None:
+        path = root / file
+        if not path.is_file():
+            return "missing"
+        return None if _is_container(file) else probe_image(path)
+
+    with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
+        reasons = dict(zip(files, pool.map(problem, files)))
+    return {str(r): reasons[file_of(str(r))] for r in references if reasons[file_of(str(r))]}
+
+
+def _is_container(file: str) -> bool:
+    return file.endswith((".npz", ".parquet"))
+
+
+def _drop_unusable(rows: pd.DataFrame, root: Path, name: str, strict: bool, probe: bool) -> tuple[pd.DataFrame, dict]:
+    problems = file_problems(root, rows["image"]) if probe else {}
+    if not problems:
+        return rows, {}
+    if strict:
+        first = next(iter(problems.items()))
+        raise DataError(f"{name}: {len(problems)} image(s) missing or unreadable under {root} (first: {first[0]}: "
+                        f"{first[1]}). Run `medrival datasets check {name} --root {root}` for the list, or drop "
+                        "strict to skip them.")
+    bad = rows["image"].astype(str).isin(problems)
+    reasons = pd.Series([problems[r] for r in rows.loc[bad, "image"].astype(str)])
+    skipped = {"missing": int((reasons == "missing").sum()), "unreadable": int((reasons != "missing").sum())}
+    return rows[~bad].reset_index(drop=True), skipped
+
+
+def classification_split(info: DatasetInfo, index: ReleaseIndex, split: str, root: Path, *, strict: bool = False,
+                         probe: bool = True) -> ClassificationSplit:
+    """One split of ``index`` as a lazy ClassificationSplit (images decoded on demand)."""
+    rows, skipped = _drop_unusable(index.split(split), root, info.name, strict, probe)
+    if info.task is TaskKind.MULTILABEL:
+        labels = rows[list(index.label_columns)].to_numpy()
+        if np.isnan(labels.astype(float)).any():
+            raise DataError(f"{info.name}: unlabelled (NaN) entries in the {split} split; studies need every label "
+                            "known (an uncertainty policy of zeros or ones).")
+        labels = labels.astype(np.int64)
+    else:
+        labels = rows["label"].to_numpy(dtype=np.int64)
+    meta = {c: rows[c].to_numpy() for c in META_COLUMNS if c in rows.columns}
+    return ClassificationSplit(info, split, FileImageSource(root, rows["image"].to_numpy()), labels,
+                               rows["image"].astype(str).to_numpy(), meta, skipped=skipped)
+
+
+def vqa_split(info: DatasetInfo, index: VQAReleaseIndex, split: str, root: Path, *, strict: bool = False,
+              probe: bool = True) -> VQASplit:
+    """One split of ``index`` as a VQASplit whose images are decoded on demand; a release without a validation
+    split gets one carved from train by image (10 %, seeded), so no image has questions in both."""
+    frame = _with_validation(index.frame)
+    rows, skipped = _drop_unusable(frame[frame["split"] == split].reset_index(drop=True), root, info.name, strict,
+                                   probe)
+    image_ids, first = np.unique(rows["image_id"].astype(str).to_numpy(), return_index=True)
+    position = {image_id: i for i, image_id in enumerate(image_ids)}
+    source = FileImageSource(root, rows["image"].to_numpy()[first])
+    return VQASplit(info, split, source, rows["image_id"].astype(str).map(position).to_numpy(dtype=np.int64),
+                    rows["question"].tolist(), rows["answer"].tolist(), rows["answer_type"].tolist(),
+                    rows["question_id"].astype(str).to_numpy(), image_ids, skipped=skipped)
+
+
+def _with_validation(frame: pd.DataFrame) -> pd.DataFrame:
+    if (frame["split"] == "val").any():
+        return frame
+    frame = frame.copy()
+    train = frame["split"] == "train"
+    frame.loc[train, "split"] = grouped_split(frame.loc[train, "image_id"], (0.9, 0.1, 0.0), seed=0).to_numpy()
+    return frame
