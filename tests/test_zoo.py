@@ -323,3 +323,11 @@ def test_archive_extraction_refuses_members_outside_the_root(tmp_path):
     with pytest.raises(DataError, match="escapes the dataset root"):
         safe_extract(archive, tmp_path / "out")
     assert not (tmp_path / "escaped.txt").exists()
+
+
+@pytest.mark.parametrize("reference", ["array:/etc/hosts#k", "parquet:../x.parquet#0", "../outside.png",
+                                       "/etc/hosts"])
+def test_references_outside_the_root_are_never_opened(reference, tmp_path):
+    source = FileImageSource(tmp_path / "root", np.asarray([reference], dtype=object))
+    with pytest.raises(DataError, match="absolute|escapes the dataset root"):
+        source.load(0)

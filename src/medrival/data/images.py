@@ -23,6 +23,7 @@ import numpy as np
 from medrival.core.errors import DataError
 from medrival.core.images import ImageGeometry
 from medrival.data.imageio import ImageDecodeError, array_to_rgb_uint8, decode_image, fit_geometry
+from medrival.data.releases.paths import safe_relative
 
 ARRAY_PREFIX = "array:"
 PARQUET_PREFIX = "parquet:"  # parquet:<file>#<row>: encoded image bytes in the ``image`` column (HF layout)
@@ -154,7 +155,11 @@ class FileImageSource:
 
 
 def decode_reference(root: Path, reference: str, store: _ArrayStore | None = None) -> np.ndarray:
-    """One referenced image as H x W x 3 uint8 (ImageDecodeError naming the file when it cannot be read)."""
+    """One referenced image as H x W x 3 uint8 (ImageDecodeError naming the file when it cannot be read).
+
+    The file part of every reference is checked lexically against the root first: an index built from a user's
+    manifest must not make the loader open ``array:/etc/x.npz#k`` or ``../outside.png``."""
+    safe_relative(root, file_of(reference), "image reference")
     if reference.startswith(ARRAY_PREFIX):
         return (store or _ArrayStore(root)).image(parse_array_ref(reference), reference)
     if reference.startswith(PARQUET_PREFIX):
