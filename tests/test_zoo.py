@@ -331,3 +331,23 @@ def test_references_outside_the_root_are_never_opened(reference, tmp_path):
     source = FileImageSource(tmp_path / "root", np.asarray([reference], dtype=object))
     with pytest.raises(DataError, match="absolute|escapes the dataset root"):
         source.load(0)
+
+
+def test_lora_on_release_files_equals_lora_on_the_same_decoded_pixels(ham_root):
+    """Training reads lazy splits through the uint8 pixel store: same pixels, same seed -> same predictions."""
+    from medrival.data.fewshot import apply_budget
+    from medrival.methods import METHODS
+
+    model = create_model("demo-generalist-clip")
+    splits = {s: load_dataset("ham10000-malignant", s, root=ham_root) for s in ("train", "val", "test")}
+
+    def in_memory(split):
+        return ClassificationSplit(split.info, split.split, _in_memory(split, model.geometry), split.labels, split.ids)
+
+    spec = METHODS.get("lora")
+    outputs = []
+    for variant in (splits, {k: in_memory(v) for k, v in splits.items()}):
+        method = spec.build(spec.make_config({"epochs": 1, "batch_size": 8}))
+        method.fit(model, variant["train"], variant["val"], FeatureCache(None), seed=0)
+        outputs.append(method.predict(variant["test"]).probabilities)
+    np.testing.assert_allclose(outputs[0], outputs[1], rtol=1e-5, atol=1e-6)

@@ -77,10 +77,10 @@ def classification_split(info: DatasetInfo, index: ReleaseIndex, split: str, roo
         if np.isnan(labels.astype(float)).any():
             raise DataError(f"{info.name}: unlabelled (NaN) entries in the {split} split; studies need every label "
                             "known (an uncertainty policy of zeros or ones).")
-        labels = labels.astype(np.int64)
+        labels = labels.astype(np.int64)  # astype copies: writable
     else:
-        labels = rows["label"].to_numpy(dtype=np.int64)
-    meta = {c: rows[c].to_numpy() for c in META_COLUMNS if c in rows.columns}
+        labels = np.array(rows["label"], dtype=np.int64)  # a writable copy (pandas may hand out read-only views)
+    meta = {c: np.array(rows[c]) for c in META_COLUMNS if c in rows.columns}
     return ClassificationSplit(info, split, FileImageSource(root, rows["image"].to_numpy()), labels,
                                rows["image"].astype(str).to_numpy(), meta, skipped=skipped)
 
