@@ -18,6 +18,8 @@ _API = {
     "create_model": "medrival.models.factory",
     "load_dataset": "medrival.data.catalog",
     "dataset_info": "medrival.data.catalog",
+    "check_release": "medrival.data.zoo.api",
+    "register_custom_dataset": "medrival.data.zoo.custom",
     "get_card": "medrival.models.catalog",
     "load_study": "medrival.study.spec",
     "parse_study": "medrival.study.spec",
