@@ -19,7 +19,7 @@ import pandas as pd
 from medrival.core.errors import ConfigError, DataError
 from medrival.core.types import TaskKind
 from medrival.data.releases.index import ReleaseIndex
-from medrival.data.releases.paths import require_columns, require_file, safe_relative
+from medrival.data.releases.paths import read_annotation_csv, require_file, safe_relative
 
 RELEASE = "Camelyon17-WILDS"
 VAL_CENTER, TEST_CENTER = 1, 2
@@ -57,12 +57,8 @@ def read_camelyon17(root: str | Path, *, val: str = "ood") -> ReleaseIndex:
 
 
 def _read_metadata(csv: Path) -> pd.DataFrame:
-    try:
-        # index_col=0: the first column is the unnamed pandas index WILDS wrote; patient stays text (padding).
-        raw = pd.read_csv(csv, index_col=0, dtype=str, keep_default_na=False)
-    except (OSError, ValueError) as error:
-        raise DataError(f"{RELEASE}: cannot read {csv} as CSV ({error}).") from error
-    require_columns(raw, _COLUMNS, csv, RELEASE)
+    # index_col=0: the first column is the unnamed pandas index WILDS wrote; patient stays text (padding).
+    raw = read_annotation_csv(csv, RELEASE, columns=_COLUMNS, index_col=0)
     out = raw.reset_index(drop=True)
     out["patient"] = out["patient"].str.strip()
     odd = out["patient"][~out["patient"].str.fullmatch(r"\d+")]

@@ -22,7 +22,7 @@ import pandas as pd
 from medrival.core.errors import ConfigError, DataError
 from medrival.core.types import TaskKind
 from medrival.data.releases.index import ReleaseIndex, grouped_split, label_column
-from medrival.data.releases.paths import require_columns, safe_relative
+from medrival.data.releases.paths import read_annotation_csv, safe_relative
 
 RELEASE = "CheXpert v1.0-small"
 OBSERVATIONS: tuple[str, ...] = (
@@ -95,11 +95,7 @@ def _csv_folder(root: Path) -> Path:
 
 
 def _read_split(root: Path, folder: Path, csv: Path, policies: dict[str, str]) -> pd.DataFrame:
-    try:
-        raw = pd.read_csv(csv, dtype=str, keep_default_na=False)
-    except (OSError, ValueError) as error:
-        raise DataError(f"{RELEASE}: cannot read {csv} as CSV ({error}).") from error
-    require_columns(raw, (*_META, *OBSERVATIONS), csv, RELEASE)
+    raw = read_annotation_csv(csv, RELEASE, columns=(*_META, *OBSERVATIONS))
     images = [_image_path(root, folder, text) for text in raw["Path"]]
     parts = [p.split("/") for p in images]
     frame = pd.DataFrame({

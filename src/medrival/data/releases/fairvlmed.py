@@ -37,7 +37,7 @@ import pandas as pd
 from medrival.core.errors import ConfigError, DataError
 from medrival.core.types import TaskKind
 from medrival.data.releases.index import ARRAY_PREFIX, ReleaseIndex
-from medrival.data.releases.paths import require_columns, safe_relative
+from medrival.data.releases.paths import read_annotation_csv, safe_relative
 
 RELEASE = "Harvard-FairVLMed / Harvard-GF"
 LICENCE = "CC BY-NC-ND 4.0 (non-commercial research only)"
@@ -91,14 +91,7 @@ def read_fairvlmed(root: str | Path, *, image_key: str = "slo_fundus") -> Releas
 
 
 def _from_summary(root: Path, csv: Path, image_key: str, release: str) -> pd.DataFrame:
-    try:
-        raw = pd.read_csv(csv, dtype=str, keep_default_na=False, encoding="utf-8-sig")
-    except (OSError, ValueError, UnicodeDecodeError) as error:
-        raise DataError(f"{release}: cannot read {csv} as CSV ({error}).") from error
-    raw.columns = [c.strip() for c in raw.columns]
-    require_columns(raw, _COLUMNS, csv, release)
-    if raw.empty:
-        raise DataError(f"{release}: {csv.name} has no rows.")
+    raw = read_annotation_csv(csv, release, columns=_COLUMNS)
     files = raw["filename"].str.strip()
     twice = files[files.duplicated()]
     if len(twice):

@@ -19,7 +19,7 @@ import pandas as pd
 from medrival.core.errors import ConfigError, DataError
 from medrival.core.types import TaskKind
 from medrival.data.releases.index import ReleaseIndex, grouped_split
-from medrival.data.releases.paths import require_columns, require_file, safe_relative, scan_names
+from medrival.data.releases.paths import read_annotation_csv, require_file, safe_relative, scan_names
 
 RELEASE = "HAM10000"
 DX_CLASSES: tuple[str, ...] = ("akiec", "bcc", "bkl", "df", "mel", "nv", "vasc")
@@ -66,17 +66,7 @@ def read_ham10000(root: str | Path, task: str = "dx", *, seed: int = 0,
 
 
 def _read_metadata(csv: Path) -> pd.DataFrame:
-    try:
-        with csv.open(encoding="utf-8-sig") as handle:
-            header = handle.readline()
-        sep = "\t" if header.count("\t") > header.count(",") else ","
-        raw = pd.read_csv(csv, sep=sep, dtype=str, keep_default_na=False, encoding="utf-8-sig")
-    except (OSError, ValueError, UnicodeDecodeError) as error:
-        raise DataError(f"{RELEASE}: cannot read {csv} as CSV ({error}).") from error
-    raw.columns = [c.strip().strip('"') for c in raw.columns]
-    require_columns(raw, _COLUMNS, csv, RELEASE)
-    if raw.empty:
-        raise DataError(f"{RELEASE}: {csv.name} has no rows.")
+    raw = read_annotation_csv(csv, RELEASE, columns=_COLUMNS, delimiter=None)  # the Dataverse copy is tabbed
     twice = raw["image_id"][raw["image_id"].duplicated()]
     if len(twice):
         raise DataError(f"{RELEASE}: {csv.name} lists image_id {twice.iloc[0]!r} more than once.")

@@ -28,7 +28,7 @@ import pandas as pd
 from medrival.core.errors import ConfigError, DataError
 from medrival.core.types import TaskKind
 from medrival.data.releases.index import LABEL_PREFIX, ReleaseIndex, grouped_split, label_column
-from medrival.data.releases.paths import require_columns, safe_relative
+from medrival.data.releases.paths import read_annotation_csv, require_columns, safe_relative
 
 RELEASE = "CSV manifest"
 LICENCE = "unknown (user data)"
@@ -114,18 +114,7 @@ def _csv_file(root: Path, csv_path: Path, release: str) -> Path:
 
 
 def _read(csv: Path, delimiter: str | None, release: str) -> pd.DataFrame:
-    try:
-        if delimiter is None:
-            with csv.open(encoding="utf-8-sig") as handle:
-                header = handle.readline()
-            delimiter = max((",", ";", "\t"), key=header.count)  # ties keep ","
-        raw = pd.read_csv(csv, sep=delimiter, dtype=str, keep_default_na=False, encoding="utf-8-sig")
-    except (OSError, ValueError, UnicodeDecodeError) as error:
-        raise DataError(f"{release}: cannot read {csv} as CSV ({error}).") from error
-    raw.columns = [str(c).strip() for c in raw.columns]
-    if raw.empty:
-        raise DataError(f"{release}: {csv.name} has a header but no rows.")
-    return raw
+    return read_annotation_csv(csv, release, delimiter=delimiter)
 
 
 def _required_text(values: pd.Series, csv: Path, column: str, release: str) -> pd.Series:

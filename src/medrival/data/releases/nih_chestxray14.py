@@ -20,7 +20,7 @@ import pandas as pd
 from medrival.core.errors import DataError
 from medrival.core.types import TaskKind
 from medrival.data.releases.index import ReleaseIndex, grouped_split, label_column
-from medrival.data.releases.paths import require_columns, safe_relative, scan_names
+from medrival.data.releases.paths import read_annotation_csv, safe_relative, scan_names
 
 RELEASE = "NIH ChestX-ray14"
 # Order of the original paper (and of ChestMNIST's labels), not alphabetical.
@@ -70,16 +70,8 @@ def read_nih_chestxray14(root: str | Path, *, seed: int = 0, val_fraction: float
 
 
 def _read_csv(csv: Path) -> pd.DataFrame:
-    try:
-        # usecols by position: the bracketed names split into extra columns (see module docstring).
-        raw = pd.read_csv(csv, usecols=range(7), dtype=str, keep_default_na=False, compression="infer")
-    except (OSError, ValueError, EOFError) as error:
-        raise DataError(f"{RELEASE}: cannot read {csv} as CSV ({error}).") from error
-    raw.columns = [c.strip() for c in raw.columns]
-    require_columns(raw, _COLUMNS, csv, RELEASE)
-    if raw.empty:
-        raise DataError(f"{RELEASE}: {csv.name} has no rows.")
-    return raw
+    # usecols by position: the bracketed names split into extra columns (see module docstring).
+    return read_annotation_csv(csv, RELEASE, columns=_COLUMNS, usecols=range(7), compression="infer")
 
 
 def _base_frame(raw: pd.DataFrame, csv: Path) -> tuple[pd.DataFrame, list[str]]:

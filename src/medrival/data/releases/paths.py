@@ -78,3 +78,26 @@ def scan_names(folder: Path) -> set[str]:
     # os.scandir reuses the directory entry types: fast for folders of ~100k images (NIH ChestX-ray14).
     with os.scandir(folder) as entries:
         return {entry.name for entry in entries if entry.is_file()}
+
+
+def read_annotation_csv(csv: Path, release: str, *, columns: Iterable[str] = (), delimiter: str | None = ",",
+                        allow_empty: bool = False, **pandas_options) -> pd.DataFrame:
+    """An annotation CSV as text cells (no NaN guessing, BOM tolerated, header names stripped of spaces and
+    quotes), with the columns ``columns`` required and, unless ``allow_empty``, at least one row.
+
+    ``delimiter=None`` takes whichever of comma, semicolon or tab the header line holds most of (Dataverse
+    ``.tab`` copies, spreadsheet exports with semicolons). Every read error names the file and the release."""
+    try:
+        if delimiter is None:
+            with open(csv, encoding="utf-8-sig") as handle:
+                header = handle.readline()
+            delimiter = max((",", ";", "\t"), key=header.count)  # ties keep ","
+        raw = pd.read_csv(csv, sep=delimiter, dtype=str, keep_default_na=False, encoding="utf-8-sig",
+                          **pandas_options)
+    except (OSError, ValueError, UnicodeDecodeError, EOFError) as error:  # EOFError: a truncated .gz
+        raise DataError(f"{release}: cannot read {csv} as CSV ({error}).") from error
+    raw.columns = [str(c).strip().strip('"') for c in raw.columns]
+    require_columns(raw, columns, csv, release)
+    if raw.empty and not allow_empty:
+        raise DataError(f"{release}: {Path(csv).name} has a header but no rows.")
+    return raw

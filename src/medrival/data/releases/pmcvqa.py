@@ -40,9 +40,9 @@ from typing import Any
 
 import pandas as pd
 
-from medrival.core.errors import ConfigError, DataError
+from medrival.core.errors import ConfigError
 from medrival.data.releases.index import grouped_split
-from medrival.data.releases.paths import require_columns
+from medrival.data.releases.paths import read_annotation_csv, require_columns
 from medrival.data.releases.vqa_index import (
     VQAReleaseIndex, build_frame, check_root, normalise_text, require_file, safe_relpath,
 )
@@ -69,11 +69,8 @@ _GOLD_LETTER = re.compile(r"^\s*([A-Da-d])\s*(?:[:.)].*)?$", re.DOTALL)
 
 def _read_csv(path: Path) -> pd.DataFrame:
     require_file(path, release=RELEASE)
-    try:
-        raw = pd.read_csv(path, dtype=str, keep_default_na=False, encoding="utf-8-sig")
-    except (OSError, ValueError, UnicodeDecodeError) as error:
-        raise DataError(f"{RELEASE}: cannot read {str(path)!r} as CSV ({error}).") from error
-    raw.columns = [_ALIASES.get(c.strip(), c.strip()) for c in raw.columns]
+    raw = read_annotation_csv(path, RELEASE, allow_empty=True)
+    raw.columns = [_ALIASES.get(c, c) for c in raw.columns]
     # A pandas index re-saved without a name ("Unnamed: 0") carries no information.
     raw = raw[[c for c in raw.columns if not c.startswith("Unnamed:")]]
     gold = "Answer_label" if "Answer_label" in raw.columns else "Answer"

@@ -29,6 +29,7 @@ import pandas as pd
 
 from medrival.core.errors import DataError
 from medrival.data.releases.index import grouped_split
+from medrival.data.releases.paths import read_annotation_csv
 from medrival.data.releases.vqa_index import (
     VQAReleaseIndex, build_frame, check_root, derive_answer_type, normalise_text, read_json, require_file,
     safe_relpath,
@@ -65,12 +66,7 @@ def _read_jsonl(path: Path, release: str) -> list:
 
 def _read_csv(path: Path, release: str) -> list:
     require_file(path, release=release)
-    try:
-        raw = pd.read_csv(path, dtype=str, keep_default_na=False, encoding="utf-8-sig")
-    except (OSError, ValueError, UnicodeDecodeError) as err:
-        raise DataError(f"{release}: cannot read {str(path)!r} as CSV ({err}).") from err
-    raw.columns = [str(c).strip() for c in raw.columns]
-    return raw.to_dict("records")
+    return read_annotation_csv(path, release, allow_empty=True).to_dict("records")
 
 
 def _read_records(path: Path, release: str) -> list:
