@@ -208,6 +208,7 @@ def test_datasets_listing_says_what_is_here(ham_root, monkeypatch):
     for name in ("ham10000-malignant", "nih-chestxray14", "vqa-rad", "pneumoniamnist_224", "demo-xray"):
         assert name in text
     assert "CC BY-NC 4.0" in text and "built in (synthetic)" in text
+    assert "medrival[download]" in text.replace(" ", "")  # cell text is not read as rich markup
 
 
 @pytest.mark.skipif(not (REAL / "medmnist" / "pneumoniamnist.npz").is_file(), reason="real samples absent")

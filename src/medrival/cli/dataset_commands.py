@@ -8,6 +8,7 @@ from typing import Optional
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from medrival.cli.app import app
@@ -40,15 +41,18 @@ def list_datasets(context: typer.Context) -> None:
         table.add_column(column, overflow="fold")
     for name, entry in dataset_registry().items():
         info = entry.info
-        classes = ", ".join(info.class_names) if len(info.class_names) <= 8 else \
-            f"{', '.join(info.class_names[:6])}, ... ({len(info.class_names)})"
+        classes = ", ".join(info.class_names)
+        if len(classes) > 60:  # long tables (MedMNIST's blood cells) would swamp the listing
+            classes = f"{classes[:57].rsplit(', ', 1)[0]}, ... ({len(info.class_names)} classes)"
         if name in releases:
             release = releases.get(name)
             here = f"yes ({resolve_root(release)})" if is_available(name) else "no"
             obtain = release.obtain[0]
         else:
             here, obtain = "built in (synthetic)", "generated on demand"
-        table.add_row(name, info.task.value, info.modality, classes or "(free text)", info.licence, here, obtain)
+        # Cells are data, not rich markup: "pip install 'medrival[download]'" must keep its brackets.
+        table.add_row(*(escape(cell) for cell in (name, info.task.value, info.modality, classes or "(free text)",
+                                                   info.licence, here, obtain)))
     Console(width=200).print(table)
     Console().print("Get one: medrival prepare NAME. Check one: medrival datasets check NAME --root DIR.")
 
@@ -76,7 +80,8 @@ def check(name: str = typer.Argument(..., help="Registered dataset name (see `me
 
 def _print_summary(summary: dict) -> None:
     console = Console(stderr=False)
-    console.print(f"[bold]{summary['dataset']}[/bold] ({summary['task']}, {summary['modality']}) at {summary['root']}")
+    console.print(f"[bold]{escape(summary['dataset'])}[/bold] ({summary['task']}, {escape(summary['modality'])}) at "
+                  f"{escape(summary['root'])}")
     counts = summary.get("examples") or summary.get("questions") or {}
     console.print("examples per split: " + ", ".join(f"{k} {v}" for k, v in counts.items()))
     for note in summary.get("notes", []):
