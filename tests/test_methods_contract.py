@@ -4,6 +4,8 @@
   permuted labels gives bit-identical probabilities.
 - Its outputs are valid class probabilities, it is deterministic for a seed, it reports its trainable parameters,
   and a method with learned state saves and reloads to identical predictions.
+- A method that declares the multilabel task passes the same contract on a multilabel split (N x L 0/1 labels),
+  with independent label probabilities in [0, 1] instead of rows summing to 1.
 """
 from __future__ import annotations
 
@@ -65,11 +67,12 @@ def fit(name, model, train, val, seed=0):
 _FITTED: dict[str, object] = {}
 
 
-def fitted(name, model, data):
-    """One fit per method for the whole module (the determinism test fits a second one itself)."""
-    if name not in _FITTED:
-        _FITTED[name] = fit(name, model, *data[:2])
-    return _FITTED[name]
+def fitted(key, model, data, name=None):
+    """One fit per method (and task) for the whole module, under ``key``; the determinism test fits a second
+    one itself. ``name`` is the method when ``key`` is not its name."""
+    if key not in _FITTED:
+        _FITTED[key] = fit(name or key, model, *data[:2])
+    return _FITTED[key]
 
 
 @pytest.mark.parametrize("name", METHODS.names())
@@ -98,6 +101,47 @@ def test_method_outputs_probabilities_deterministically(name, model, data):
 def test_method_state_saves_and_reloads(name, model, data, tmp_path):
     test = data[2]
     method = fitted(name, model, data)
+    method.save(tmp_path / name)
+    reloaded = METHODS.get(name).build.load(tmp_path / name, model, FeatureCache(None))
+    np.testing.assert_allclose(reloaded.predict(test).probabilities, method.predict(test).probabilities, atol=1e-6)
+
+
+# ---------------------------------------------------------------------------------------------- multilabel
+MULTILABEL = [n for n in METHODS.names() if "multilabel" in METHODS.get(n).tasks]
+
+
+@pytest.fixture(scope="module")
+def multilabel_data():
+    from test_methods_multilabel import multilabel_split
+
+    return multilabel_split("train", 48), multilabel_split("val", 48), multilabel_split("test", 60)
+
+
+@pytest.mark.parametrize("name", MULTILABEL)
+def test_multilabel_method_never_reads_test_labels(name, model, multilabel_data):
+    test = multilabel_data[2]
+    method = fitted(f"{name}/multilabel", model, multilabel_data, name)
+    rng = np.random.default_rng(0)
+    first = method.predict(guarded(test, test.labels)).probabilities
+    poisoned = method.predict(guarded(test, rng.permutation(test.labels))).probabilities
+    np.testing.assert_array_equal(first, poisoned)
+
+
+@pytest.mark.parametrize("name", MULTILABEL)
+def test_multilabel_method_outputs_label_probabilities_deterministically(name, model, multilabel_data):
+    train, val, test = multilabel_data
+    output = fitted(f"{name}/multilabel", model, multilabel_data, name).predict(test)
+    assert output.probabilities.shape == (len(test), test.info.num_classes)
+    assert np.all(output.probabilities >= 0) and np.all(output.probabilities <= 1)
+    assert isinstance(output.trainable_parameters, int) and output.trainable_parameters >= 0
+    again = fit(name, model, train, val).predict(test)
+    np.testing.assert_allclose(again.probabilities, output.probabilities, atol=1e-6)
+
+
+@pytest.mark.parametrize("name", [n for n in MULTILABEL if hasattr(METHODS.get(n).build, "load")])
+def test_multilabel_method_state_saves_and_reloads(name, model, multilabel_data, tmp_path):
+    test = multilabel_data[2]
+    method = fitted(f"{name}/multilabel", model, multilabel_data, name)
     method.save(tmp_path / name)
     reloaded = METHODS.get(name).build.load(tmp_path / name, model, FeatureCache(None))
     np.testing.assert_allclose(reloaded.predict(test).probabilities, method.predict(test).probabilities, atol=1e-6)

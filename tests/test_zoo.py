@@ -352,3 +352,25 @@ def test_lora_on_release_files_equals_lora_on_the_same_decoded_pixels(ham_root):
         method.fit(model, variant["train"], variant["val"], FeatureCache(None), seed=0)
         outputs.append(method.predict(variant["test"]).probabilities)
     np.testing.assert_allclose(outputs[0], outputs[1], rtol=1e-5, atol=1e-6)
+
+
+def test_multilabel_release_study_stores_label_columns_and_clusters(tmp_path):
+    """A multilabel release (NIH layout) runs end to end; predictions keep per-class labels and patient ids."""
+    from release_fixtures import write_fixture
+
+    root = write_fixture("nih-chestxray14", tmp_path / "nih")
+    spec = parse_study(f"""
+models: [demo-generalist-clip]
+datasets: [nih-chestxray14]
+methods: [zero_shot]
+data_roots: {{nih-chestxray14: {root}}}
+""")
+    run = run_study(spec, tmp_path / "out")
+    record = run.store.records()[0]
+    assert record.status == "done", record.error
+    predictions = run.store.predictions(record.cell_id)
+    assert {"label_Cardiomegaly", "prob_Cardiomegaly", "cluster_id", "sg_sex"} <= set(predictions.columns)
+    assert "prediction" not in predictions.columns
+    index = release_registry().get("nih-chestxray14").read(root)
+    test_rows = index.split("test")
+    assert sorted(predictions["cluster_id"]) == sorted(test_rows["patient_id"].astype(str))

@@ -8,8 +8,9 @@ from typing import Any, Callable
 
 import numpy as np
 
-from medrival.core.errors import ConfigError
+from medrival.core.errors import ConfigError, DataError
 from medrival.core.registry import Registry, suggest
+from medrival.core.types import TaskKind
 
 
 @dataclass
@@ -62,3 +63,19 @@ METHODS: Registry[MethodSpec] = Registry("method")
 def help_of(config_class: type) -> dict[str, str]:
     """Field name -> help text, from ``field(metadata={"help": ...})``."""
     return {f.name: f.metadata.get("help", "") for f in dataclasses.fields(config_class)}
+
+
+def is_multilabel(split) -> bool:
+    """True for a split whose examples carry several independent 0/1 labels (N x L targets)."""
+    return split.info.task is TaskKind.MULTILABEL
+
+
+def multilabel_targets(split) -> np.ndarray:
+    """The split's N x L 0/1 target matrix as int64, checked against its class names."""
+    labels = np.asarray(split.labels)
+    expected = (len(split), split.info.num_classes)
+    if labels.shape != expected or (labels.size and not np.isin(labels, (0, 1)).all()):
+        raise DataError(f"{split.info.name}/{split.split} is multilabel, so its labels must be a 0/1 matrix of shape "
+                        f"{expected} (examples x labels {', '.join(split.info.class_names)}); got {labels.dtype} "
+                        f"{labels.shape}. Check the dataset's label columns.")
+    return labels.astype(np.int64)

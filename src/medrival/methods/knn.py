@@ -3,6 +3,10 @@
 The probability of a class is the fraction of the k nearest training images that carry it (optionally weighted by
 exp(similarity / temperature)). k is chosen on the validation split from a candidate list capped at the training
 size. Neighbours with equal similarity are taken in training order, so results are deterministic.
+
+Multilabel tasks use the same neighbours and weights: the probability of label j is the (weighted) fraction of the
+k nearest training images that carry label j, so each label is scored independently (rows need not sum to 1), and
+k is chosen by the macro validation AUROC over the labels with both classes in validation.
 """
 from __future__ import annotations
 
@@ -10,8 +14,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from medrival.core.errors import ConfigError
-from medrival.methods.base import METHODS, MethodSpec, Predictions
+from medrival.core.errors import ConfigError, DataError
+from medrival.methods.base import METHODS, MethodSpec, Predictions, is_multilabel, multilabel_targets
 from medrival.methods.checkpoint import load_checkpoint, save_checkpoint
 from medrival.methods.selection import best_index, json_score, validation_auroc
 from medrival.methods.torch_heads import is_number
@@ -55,13 +59,29 @@ def nearest_neighbours(queries: np.ndarray, keys: np.ndarray, k: int) -> tuple[n
     return np.concatenate(indices), np.concatenate(similarities)
 
 
+def _vote_weights(similarities: np.ndarray, config: KnnConfig) -> np.ndarray:
+    """Each neighbour's vote (N x k): 1, or exp(similarity / temperature) relative to the row's nearest."""
+    if config.weighting == "uniform":
+        return np.ones_like(similarities, dtype=np.float64)
+    # subtract each row's top similarity before exp: same fractions, no overflow
+    return np.exp((similarities - similarities[:, :1]).astype(np.float64) / config.temperature)
+
+
+def label_fractions(neighbour_labels: np.ndarray, similarities: np.ndarray, config: KnnConfig) -> np.ndarray:
+    """Multilabel: the weighted fraction N x L of each query's neighbours carrying each label, from the
+    neighbours' 0/1 label rows (N x k x L)."""
+    weights = _vote_weights(similarities, config)
+    carried = np.einsum("nk,nkl->nl", weights, neighbour_labels.astype(np.float64))
+    return carried / weights.sum(axis=1, keepdims=True)
+
+
 def vote_probabilities(neighbour_labels: np.ndarray, similarities: np.ndarray, num_classes: int,
                        config: KnnConfig) -> np.ndarray:
-    """Class vote fractions N x K from the labels (and similarities) of each query's neighbours."""
-    if config.weighting == "uniform":
-        weights = np.ones_like(similarities, dtype=np.float64)
-    else:  # subtract each row's top similarity before exp: same fractions, no overflow
-        weights = np.exp((similarities - similarities[:, :1]).astype(np.float64) / config.temperature)
+    """Class vote fractions N x K from the labels (and similarities) of each query's neighbours; multilabel
+    neighbour labels (N x k x L) give independent label fractions instead."""
+    if neighbour_labels.ndim == 3:
+        return label_fractions(neighbour_labels, similarities, config)
+    weights = _vote_weights(similarities, config)
     votes = np.zeros((len(neighbour_labels), num_classes), dtype=np.float64)
     np.add.at(votes, (np.arange(len(neighbour_labels))[:, None], neighbour_labels), weights)
     return votes / votes.sum(axis=1, keepdims=True)
@@ -75,14 +95,19 @@ class Knn:
         self.model, self.features, info = model, features, train.info
         self.num_classes = info.num_classes
         self.keys = features.image_features(model, train)
-        self.key_labels = np.asarray(train.labels, dtype=np.int64)
+        if len(self.keys) == 0:
+            raise DataError(f"knn got an empty training split ({info.name}/{train.split}, 0 examples); it needs "
+                            "labelled training images to vote. Use a larger label budget or check the split.")
+        self.key_labels = multilabel_targets(train) if is_multilabel(train) else \
+            np.asarray(train.labels, dtype=np.int64)
+        val_labels = multilabel_targets(val) if is_multilabel(val) else val.labels
         candidates = sorted({min(k, len(self.keys)) for k in self.config.ks})
         indices, similarities = nearest_neighbours(features.image_features(model, val), self.keys, candidates[-1])
         scores = []
         for k in candidates:
             probabilities = vote_probabilities(self.key_labels[indices[:, :k]], similarities[:, :k],
                                                self.num_classes, self.config)
-            scores.append(validation_auroc(info.task, val.labels, probabilities))
+            scores.append(validation_auroc(info.task, val_labels, probabilities))
         self.chosen_k = candidates[best_index(scores)]  # ties: the smallest k
         self.validation_auroc = json_score(max(scores))
 
@@ -110,5 +135,6 @@ class Knn:
 
 
 METHODS.register(NAME, MethodSpec(
-    name=NAME, config_class=KnnConfig, build=Knn, families=("contrastive",), tasks=("binary", "multiclass"),
+    name=NAME, config_class=KnnConfig, build=Knn, families=("contrastive",),
+    tasks=("binary", "multiclass", "multilabel"),
     summary="Cosine k-nearest neighbours on frozen image features; k chosen on the validation split."))

@@ -100,9 +100,30 @@ class CellContext:
                 "encode_s": self.features.encode_seconds, "encoded_images": self.features.encoded_images}
 
 
+# Per-example attributes stored beside each prediction: the cluster key for cluster-aware statistics (patient,
+# lesion or image; several test items of one cluster are not independent) and subgroup attributes.
+CLUSTER_KEYS = ("patient_id", "group_id", "image_id")
+SUBGROUP_KEYS = ("sex", "age", "race", "ethnicity", "language", "view", "hospital")
+
+
 def predictions_frame(test: ClassificationSplit, probabilities: np.ndarray) -> pd.DataFrame:
-    frame = pd.DataFrame({"sample_id": test.ids.astype(str), "label": test.labels,
-                          "prediction": probabilities.argmax(axis=1)})
+    """One row per test example: id, cluster id, subgroup attributes, label(s) and class probabilities.
+
+    Single-label tasks store ``label`` and the argmax ``prediction``; multilabel tasks store one 0/1
+    ``label_<class>`` column per class (a row has several positives, so there is no single prediction)."""
+    ids = test.ids.astype(str)
+    frame = pd.DataFrame({"sample_id": ids})
+    cluster = next((test.meta[key] for key in CLUSTER_KEYS if key in test.meta), ids)
+    frame["cluster_id"] = np.asarray(cluster).astype(str)
+    for key in SUBGROUP_KEYS:
+        if key in test.meta:
+            frame[f"sg_{key}"] = test.meta[key]
+    if test.info.task is TaskKind.MULTILABEL:
+        for index, name in enumerate(test.info.class_names):
+            frame[f"label_{name}"] = np.asarray(test.labels)[:, index]
+    else:
+        frame["label"] = test.labels
+        frame["prediction"] = probabilities.argmax(axis=1)
     for index, name in enumerate(test.info.class_names):
         frame[f"prob_{name}"] = probabilities[:, index]
     return frame
