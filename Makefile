@@ -27,6 +27,7 @@ bench: install
 	$(PY) benchmarks/linear_probe.py
 	$(PY) benchmarks/shared_encoding.py
 	$(PY) benchmarks/loading.py
+	$(PY) benchmarks/stats.py
 
 clean:
 	rm -rf $(VENV) medrival-demo .pytest_cache

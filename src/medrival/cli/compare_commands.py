@@ -1,0 +1,55 @@
+"""``medrival compare``: a paired comparison of two models, methods or cells, in the terminal."""
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+from medrival.cli.app import app
+
+
+@app.command("compare")
+def compare(results_dir: Path = typer.Argument(..., help="A study's results folder (holding results.sqlite)."),
+            a: str = typer.Option(..., "--a", help="MODEL, MODEL:METHOD, MODEL:METHOD@BUDGET or a cell id."),
+            b: str = typer.Option(..., "--b", help="The other side, written the same way."),
+            metric: str = typer.Option("auroc", "--metric", help="auroc, accuracy, balanced_accuracy, macro_f1, "
+                                                                 "brier."),
+            resamples: int = typer.Option(2000, "--resamples", help="Bootstrap resamples."),
+            level: float = typer.Option(0.95, "--level", help="Confidence level of the intervals."),
+            seed: int = typer.Option(0, "--seed", help="Seed of the resampling (results repeat exactly).")) -> None:
+    """Paired comparison A - B on every dataset both sides scored: estimates, difference with its CI (paired
+    cluster bootstrap), p-values (bootstrap, Holm across datasets, DeLong for binary AUROC) and the verdict.
+
+    Example: medrival compare results/ --a clip-vit-b16:lora --b biomedclip:zero_shot
+    """
+    from medrival.stats.compare import compare as run_compare
+    from medrival.store import ResultStore
+    from medrival.study.results import require_store
+
+    store = ResultStore(require_store(results_dir))
+    frame = run_compare(store, a, b, metric=metric, n_resamples=resamples, level=level, seed=seed)
+    table = Table(title=f"{escape(a)}  vs  {escape(b)}  ({escape(metric)}, {level:.0%} CI)")
+    for column in ("dataset", "A", "B", "A - B", "CI", "p", "p (Holm)", "DeLong p", "verdict", "n (clusters)"):
+        table.add_column(column)
+    for row in frame.to_dict("records"):
+        table.add_row(escape(str(row["dataset"])), _num(row["estimate_a"]), _num(row["estimate_b"]),
+                      _num(row["difference"], signed=True), f"[{_num(row['low'])}, {_num(row['high'])}]",
+                      _p(row["p_value"]), _p(row["p_holm"]), _p(row["delong_p"]), row["verdict"],
+                      f"{row['n_items']} ({row['n_clusters']})")
+    Console().print(table)
+
+
+def _num(value: float, signed: bool = False) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "n/a"
+    return f"{value:+.3f}" if signed else f"{value:.3f}"
+
+
+def _p(value: float) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "n/a"
+    return "<0.001" if value < 0.001 else f"{value:.3f}"

@@ -1,0 +1,83 @@
+"""``medrival compare``: the paired comparison of two models, methods or cells on every dataset both scored.
+
+A side is written ``MODEL``, ``MODEL:METHOD`` or ``MODEL:METHOD@BUDGET`` (e.g. ``clip-vit-b16:lora@16-shot``),
+or as a cell id (or a unique prefix of one, at least 6 characters). A bare model name means its zero-shot cells
+when it has them, else its only method. Datasets are matched by name; on each, the two sides are compared on
+the test items both scored, with the paired cluster bootstrap (and DeLong's test alongside for binary AUROC).
+"""
+from __future__ import annotations
+
+import pandas as pd
+
+from medrival.core.errors import ConfigError
+from medrival.core.registry import suggest
+from medrival.stats.questions import FULL, ZERO_SHOT, Arm, _finished_cells, arm_outputs, compare_arms, labels_of
+
+
+def resolve_side(cells, text: str) -> dict[str, list[str]]:
+    """Dataset -> cell ids of the side ``text`` (see the module docstring); errors list what exists."""
+    by_id = [cell_id for ids in cells.by_arm.values() for cell_id in ids]
+    if len(text) >= 6 and all(c in "0123456789abcdef" for c in text.lower()):
+        matches = [cell_id for cell_id in by_id if cell_id.startswith(text)]
+        if len(matches) == 1:
+            return {cells.specs[matches[0]]["dataset"]: matches}
+        if len(matches) > 1:
+            raise ConfigError(f"cell id prefix {text!r} matches {len(matches)} cells; give more characters.")
+    model, _, rest = text.partition(":")
+    method, _, budget = rest.partition("@")
+    arms = {arm for (_, arm) in cells.by_arm if arm.model == model}
+    if not arms:
+        models = sorted({arm.model for (_, arm) in cells.by_arm})
+        close = suggest(model, models)
+        hint = f" Did you mean {close[0]!r}?" if close else ""
+        raise ConfigError(f"no finished cells of model {model!r} in these results.{hint} Models: {', '.join(models)}.")
+    method = method or _default_method(arms, model)
+    chosen = Arm(model, method, budget or FULL)
+    found = {dataset: ids for (dataset, arm), ids in cells.by_arm.items() if arm == chosen}
+    if not found:
+        options = sorted(f"{a.model}:{a.method}" + ("" if a.budget == FULL else f"@{a.budget}") for a in arms)
+        raise ConfigError(f"no finished cells for {text!r}. This model has: {', '.join(options)}.")
+    return found
+
+
+def _default_method(arms: set, model: str) -> str:
+    methods = sorted({arm.method for arm in arms})
+    if ZERO_SHOT in methods or len(methods) == 1:
+        return ZERO_SHOT if ZERO_SHOT in methods else methods[0]
+    raise ConfigError(f"model {model!r} has several methods ({', '.join(methods)}); write MODEL:METHOD.")
+
+
+def compare(store, side_a: str, side_b: str, *, metric: str = "auroc", n_resamples: int = 2000,
+            level: float = 0.95, seed: int = 0) -> pd.DataFrame:
+    """One row per shared dataset: estimates, difference A - B with its CI, p-values and the verdict."""
+    from medrival.stats.verdicts import verdict_table
+
+    cells = _finished_cells(store)
+    a, b = resolve_side(cells, side_a), resolve_side(cells, side_b)
+    shared = sorted(set(a) & set(b))
+    if not shared:
+        raise ConfigError(f"{side_a!r} and {side_b!r} share no dataset: {sorted(a)} vs {sorted(b)}.")
+    rows, results = [], []
+    for dataset in shared:
+        task = cells.specs[a[dataset][0]]["task"]
+        result, left_out = compare_arms(store, a[dataset], b[dataset], metric=metric, task=task,
+                                        n_resamples=n_resamples, level=level, seed=seed)
+        rows.append({"dataset": dataset, "metric": metric, "estimate_a": result.estimate_a,
+                     "estimate_b": result.estimate_b, "n_items": result.n_items, "n_clusters": result.n_clusters,
+                     "items_left_out": left_out, "delong_p": _delong_p(store, a[dataset], b[dataset], task, metric)})
+        results.append(result)
+    verdicts = pd.DataFrame(verdict_table(results, level=level, correction="holm"))
+    return pd.concat([pd.DataFrame(rows), verdicts.drop(columns=["label"], errors="ignore")], axis=1)
+
+
+def _delong_p(store, ids_a: list[str], ids_b: list[str], task: str, metric: str) -> float:
+    """DeLong's p for a binary AUROC comparison of single cells (NaN otherwise: DeLong has no draws or clusters)."""
+    if task != "binary" or metric != "auroc" or len(ids_a) != 1 or len(ids_b) != 1:
+        return float("nan")
+    from medrival.stats.delong import delong_test
+
+    frame_a, (scores_a,) = arm_outputs(store, ids_a)
+    frame_b, (scores_b,) = arm_outputs(store, ids_b)
+    shared = frame_a["sample_id"].isin(set(frame_b["sample_id"])).to_numpy()
+    order = pd.Index(frame_b["sample_id"]).get_indexer(frame_a["sample_id"][shared])
+    return float(delong_test(labels_of(frame_a)[shared], scores_a[shared][:, 1], scores_b[order][:, 1]).p_value)

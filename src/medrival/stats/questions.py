@@ -1,0 +1,159 @@
+"""The study's research questions, answered from the store and the cards' generalist-specialist pairs.
+
+- RQ1: off-the-shelf (zero-shot) specialist vs its paired generalist, on the specialist's in-domain (ID)
+  datasets.
+- RQ2: the adapted generalist (every method but zero-shot, at every label budget) vs the off-the-shelf specialist
+  and vs the specialist adapted the same way, on ID datasets.
+- RQ3: the same as RQ2 on out-of-domain (OOD) datasets; datasets whose modalities are partly in the specialist's
+  pretraining ("mixed") are reported here too, with their domain shown.
+
+ID/OOD is always the *specialist's* domain (the generalist's cards list natural images only). Each comparison
+pairs the two arms on the same test items (joined on sample id) and uses the paired cluster bootstrap
+(clusters: the stored ``cluster_id`` — patient, lesion or image); an arm with several seeds or few-shot draws is
+resampled hierarchically (draws, then items). Every RQ table is one family for Holm / Benjamini-Hochberg.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from medrival.stats.types import PairedComparison
+
+ZERO_SHOT = "zero_shot"
+FULL = "full"
+
+
+@dataclass(frozen=True)
+class Arm:
+    """One side of a comparison: a model with a method at a label budget (all its seeds and draws)."""
+
+    model: str
+    method: str
+    budget: str = FULL
+
+    @property
+    def label(self) -> str:
+        suffix = "" if self.budget == FULL else f" ({self.budget})"
+        return f"{self.model}+{self.method}{suffix}"
+
+
+@dataclass
+class _Cells:
+    """The finished cells of a store, grouped by (dataset, arm), with the facts the questions need."""
+
+    by_arm: dict[tuple[str, Arm], list[str]]
+    specs: dict[str, dict]
+
+
+def _finished_cells(store) -> _Cells:
+    by_arm: dict[tuple[str, Arm], list[str]] = {}
+    specs = {}
+    for record in store.records():
+        if record.status != "done" or not store.has_predictions(record.cell_id):
+            continue
+        spec = record.spec
+        arm = Arm(spec["model"], spec["method"], spec.get("budget") or FULL)
+        by_arm.setdefault((spec["dataset"], arm), []).append(record.cell_id)
+        specs[record.cell_id] = spec
+    return _Cells(by_arm, specs)
+
+
+def planned_comparisons(cells: _Cells) -> list[dict]:
+    """Every (rq, dataset, A, B) the store can answer: pairs come from the cells' ``role`` and ``pair``."""
+    plans = []
+    for (dataset, arm), ids in sorted(cells.by_arm.items(), key=lambda item: (item[0][0], item[0][1].label)):
+        spec = cells.specs[ids[0]]
+        generalist = spec.get("pair")
+        if spec.get("role") != "specialist" or arm.method != ZERO_SHOT or arm.budget != FULL or not generalist:
+            continue
+        domain = spec.get("domain", "OOD")
+        base = {"dataset": dataset, "modality": spec.get("modality"), "domain": domain, "task": spec.get("task")}
+        if domain == "ID" and (dataset, Arm(generalist, ZERO_SHOT)) in cells.by_arm:
+            plans.append({**base, "rq": "RQ1", "a": Arm(arm.model, ZERO_SHOT), "b": Arm(generalist, ZERO_SHOT)})
+        plans += _adapted_plans(cells, base, dataset, specialist=arm.model, generalist=generalist)
+    return plans
+
+
+def _adapted_plans(cells: _Cells, base: dict, dataset: str, specialist: str, generalist: str) -> list[dict]:
+    rq = "RQ2" if base["domain"] == "ID" else "RQ3"
+    plans = []
+    for (other_dataset, arm) in sorted(cells.by_arm, key=lambda key: key[1].label):
+        if other_dataset != dataset or arm.model != generalist or arm.method == ZERO_SHOT:
+            continue
+        plans.append({**base, "rq": rq, "versus": "off-the-shelf specialist", "a": arm,
+                      "b": Arm(specialist, ZERO_SHOT)})
+        adapted = Arm(specialist, arm.method, arm.budget)
+        if (dataset, adapted) in cells.by_arm:
+            plans.append({**base, "rq": rq, "versus": "adapted specialist", "a": arm, "b": adapted})
+    return plans
+
+
+def arm_outputs(store, cell_ids: list[str]) -> tuple[pd.DataFrame, list[np.ndarray]]:
+    """(id/label/cluster frame of the first cell, one score array per cell aligned to it)."""
+    frames = [store.predictions(cell_id) for cell_id in cell_ids]
+    first = frames[0]
+    prob_columns = [c for c in first.columns if c.startswith("prob_")]
+    scores = []
+    for frame in frames:
+        aligned = frame.set_index("sample_id").loc[first["sample_id"]]
+        scores.append(aligned[prob_columns].to_numpy(dtype=float))
+    return first, scores
+
+
+def labels_of(frame: pd.DataFrame) -> np.ndarray:
+    """The label vector (single-label) or N x L indicator matrix (multilabel) of a predictions frame."""
+    if "label" in frame.columns:
+        return frame["label"].to_numpy(dtype=np.int64)
+    return frame[[c for c in frame.columns if c.startswith("label_")]].to_numpy(dtype=np.int64)
+
+
+def compare_arms(store, ids_a: list[str], ids_b: list[str], *, metric: str, task: str, n_resamples: int,
+                 level: float, seed: int) -> tuple[PairedComparison, int]:
+    """The paired comparison A - B on the test items both arms scored; also returns the items left out."""
+    from medrival.stats.bootstrap import paired_bootstrap, paired_hierarchical_bootstrap
+
+    frame_a, scores_a = arm_outputs(store, ids_a)
+    frame_b, scores_b = arm_outputs(store, ids_b)
+    common = frame_a["sample_id"][frame_a["sample_id"].isin(set(frame_b["sample_id"]))]
+    keep_a = frame_a["sample_id"].isin(set(common)).to_numpy()
+    order_b = pd.Index(frame_b["sample_id"]).get_indexer(frame_a["sample_id"][keep_a])
+    y = labels_of(frame_a)[keep_a]
+    clusters = frame_a["cluster_id"].to_numpy()[keep_a] if "cluster_id" in frame_a.columns else None
+    draws_a = [s[keep_a] for s in scores_a]
+    draws_b = [s[order_b] for s in scores_b]
+    options = dict(clusters=clusters, n_resamples=n_resamples, level=level, seed=seed, task=task)
+    if len(draws_a) == 1 and len(draws_b) == 1:
+        result = paired_bootstrap(metric, y, draws_a[0], draws_b[0], **options)
+    else:
+        result = paired_hierarchical_bootstrap(metric, y, draws_a, draws_b, **options)
+    return result, int((~keep_a).sum())
+
+
+def research_questions(store, *, metric: str = "auroc", n_resamples: int = 2000, level: float = 0.95,
+                       seed: int = 0, correction: str = "holm") -> dict[str, pd.DataFrame]:
+    """RQ name -> table of paired differences with CIs, p-values (raw, Holm, BH) and verdicts."""
+    from medrival.stats.verdicts import verdict_table
+
+    cells = _finished_cells(store)
+    rows: dict[str, list[dict]] = {}
+    comparisons: dict[str, list[PairedComparison]] = {}
+    for plan in planned_comparisons(cells):
+        ids_a = cells.by_arm[(plan["dataset"], plan["a"])]
+        ids_b = cells.by_arm[(plan["dataset"], plan["b"])]
+        result, left_out = compare_arms(store, ids_a, ids_b, metric=metric, task=plan["task"],
+                                        n_resamples=n_resamples, level=level, seed=seed)
+        rows.setdefault(plan["rq"], []).append({
+            "dataset": plan["dataset"], "modality": plan["modality"], "domain": plan["domain"],
+            "a": plan["a"].label, "b": plan["b"].label, "versus": plan.get("versus", "off-the-shelf generalist"),
+            "budget": plan["a"].budget, "metric": result.metric, "estimate_a": result.estimate_a,
+            "estimate_b": result.estimate_b, "n_items": result.n_items, "n_clusters": result.n_clusters,
+            "draws_a": len(ids_a), "draws_b": len(ids_b), "items_left_out": left_out, "test": result.method})
+        comparisons.setdefault(plan["rq"], []).append(result)
+    tables = {}
+    for rq in sorted(rows):
+        verdicts = verdict_table(comparisons[rq], level=level, correction=correction)
+        tables[rq] = pd.concat([pd.DataFrame(rows[rq]), pd.DataFrame(verdicts).drop(columns=["label"], errors="ignore")],
+                               axis=1)
+    return tables
