@@ -1,0 +1,121 @@
+"""RQ tables (from ``medrival.stats.questions.research_questions``) as Markdown, LaTeX and CSV.
+
+All three share one text rendering of each row (``rq_rows``): 3 decimals, p-values below 0.001 as "<0.001" and
+the CI as "[low, high]", so the paper's table, the pull-request table and the HTML report read the same.
+"""
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from medrival.core.errors import DataError
+
+# (header, function of a row) for every shown column; the CSV keeps the raw numbers instead.
+RQ_HEADERS = ("dataset", "A", "B", "versus", "budget", "metric", "A est.", "B est.", "A - B", "CI", "p",
+              "p (corrected)", "verdict", "verdict (corrected)", "n (clusters)")
+_REQUIRED = ("dataset", "a", "b", "estimate_a", "estimate_b", "difference", "low", "high", "p_value")
+# LaTeX specials and what replaces them; the backslash first so later replacements are not re-escaped.
+_LATEX = (("\\", r"\textbackslash{}"), ("&", r"\&"), ("%", r"\%"), ("$", r"\$"), ("#", r"\#"), ("_", r"\_"),
+          ("{", r"\{"), ("}", r"\}"), ("~", r"\textasciitilde{}"), ("^", r"\textasciicircum{}"))
+
+
+def _missing(value: Any) -> bool:
+    try:
+        return value is None or bool(pd.isna(value))
+    except (TypeError, ValueError):
+        return False
+
+
+def fmt_num(value: Any, signed: bool = False) -> str:
+    """A number with 3 decimals ("+" sign when ``signed``); missing or NaN as "n/a"."""
+    if _missing(value):
+        return "n/a"
+    number = float(value)
+    if not math.isfinite(number):
+        return str(number)
+    return f"{number:+.3f}" if signed else f"{number:.3f}"
+
+
+def fmt_p(value: Any) -> str:
+    """A p-value: "<0.001" below 0.001, else 3 decimals; missing as "n/a"."""
+    if _missing(value):
+        return "n/a"
+    return "<0.001" if float(value) < 0.001 else f"{float(value):.3f}"
+
+
+def _text(value: Any) -> str:
+    return "" if _missing(value) else str(value)
+
+
+def _check(table: pd.DataFrame) -> None:
+    if not isinstance(table, pd.DataFrame):
+        raise DataError(f"an RQ table must be a pandas DataFrame (from research_questions), got "
+                        f"{type(table).__name__}.")
+    missing = [c for c in _REQUIRED if c not in table.columns]
+    if missing:
+        raise DataError(f"the RQ table lacks columns {missing}; expected the columns of "
+                        f"medrival.stats.questions.research_questions (got {list(table.columns)}).")
+
+
+def rq_rows(table: pd.DataFrame) -> list[list[str]]:
+    """The text of every row of an RQ table, in the order of ``RQ_HEADERS``."""
+    _check(table)
+    rows = []
+    for r in table.to_dict("records"):
+        clusters = f"{_text(r.get('n_items'))} ({_text(r.get('n_clusters'))})" if "n_items" in r else ""
+        rows.append([_text(r["dataset"]), _text(r["a"]), _text(r["b"]), _text(r.get("versus")),
+                     _text(r.get("budget")), _text(r.get("metric")), fmt_num(r["estimate_a"]),
+                     fmt_num(r["estimate_b"]), fmt_num(r["difference"], signed=True),
+                     f"[{fmt_num(r['low'])}, {fmt_num(r['high'])}]", fmt_p(r["p_value"]),
+                     fmt_p(r.get("p_corrected")), _text(r.get("verdict")), _text(r.get("verdict_corrected")),
+                     clusters])
+    return rows
+
+
+def _md_cell(text: str) -> str:
+    # A "|" would end the cell and a newline the row: escape one, flatten the other.
+    return " ".join(text.replace("|", "\\|").split())
+
+
+def rq_markdown(table: pd.DataFrame) -> str:
+    """A GitHub-flavoured Markdown table: header, separator, one line per comparison."""
+    rows = rq_rows(table)
+    lines = ["| " + " | ".join(RQ_HEADERS) + " |", "|" + "|".join("---" for _ in RQ_HEADERS) + "|"]
+    lines += ["| " + " | ".join(_md_cell(c) for c in row) + " |" for row in rows]
+    return "\n".join(lines) + "\n"
+
+
+def latex_escape(text: Any) -> str:
+    """``text`` with every LaTeX special character (& % $ # _ { } ~ ^ \\) escaped."""
+    out = []
+    for char in str(text):
+        out.append(next((rep for special, rep in _LATEX if char == special), char))
+    return "".join(out)
+
+
+def rq_latex(table: pd.DataFrame, caption: str = "", label: str = "") -> str:
+    """A booktabs ``table`` environment (needs ``\\usepackage{booktabs}``); every cell and the caption escaped."""
+    rows = rq_rows(table)
+    lines = [r"\begin{table}[t]", r"\centering", r"\small"]
+    if caption:
+        lines.append(r"\caption{" + latex_escape(caption) + "}")
+    if label:
+        # A label is a key, not text: only characters LaTeX accepts in \label are kept.
+        lines.append(r"\label{" + "".join(c for c in label if c.isalnum() or c in ":-.") + "}")
+    lines += [r"\begin{tabular}{" + "l" * 6 + "r" * 6 + "l" * 2 + "r" + "}", r"\toprule",
+              " & ".join(latex_escape(h) for h in RQ_HEADERS) + r" \\", r"\midrule"]
+    lines += [" & ".join(latex_escape(c) for c in row) + r" \\" for row in rows]
+    lines += [r"\bottomrule", r"\end{tabular}", r"\end{table}"]
+    return "\n".join(lines) + "\n"
+
+
+def rq_csv(table: pd.DataFrame, path: str | Path) -> Path:
+    """The RQ table with its raw (unrounded) numbers as CSV at ``path``; returns the path."""
+    _check(table)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    table.to_csv(path, index=False)
+    return path

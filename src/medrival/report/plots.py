@@ -1,0 +1,156 @@
+"""The report's figures as inline SVG strings: forest plot, per-dataset bars, few-shot curves, cost vs metric.
+
+Figures are ``matplotlib.figure.Figure`` objects made directly (never pyplot), so no global figure state leaks
+into a caller's session or piles up across calls. Text stays text in the SVG (``svg.fonttype: none``), which
+matplotlib XML-escapes; labels come from user data, so every "$" is escaped to stop matplotlib reading
+"$...$" as mathtext (a name like "a$b$c" would otherwise be typeset, or fail to parse and raise).
+"""
+from __future__ import annotations
+
+import io
+import math
+import re
+
+import matplotlib
+import pandas as pd
+
+_SHOTS = re.compile(r"^(\d+)-shot$")
+_RC = {"svg.fonttype": "none", "svg.hashsalt": "medrival", "text.usetex": False, "font.size": 9}
+# The RDF metadata block names creativecommons/purl URLs: useless inline and a false alarm for "no URLs".
+_METADATA = re.compile(r"<metadata>.*?</metadata>\s*", re.DOTALL)
+
+
+def label_text(value) -> str:
+    """User text made safe for a matplotlib label: "$" escaped so it is never parsed as mathtext."""
+    return str(value).replace("$", r"\$")
+
+
+def _width(base: float, labels) -> float:
+    """A figure width that leaves room for the longest label (about 0.07 inch a character at 9 pt), capped."""
+    longest = max((len(str(label)) for label in labels), default=0)
+    return min(base + 0.07 * longest, 20.0)
+
+
+def _figure(width: float, height: float):
+    matplotlib.use("Agg")  # no display needed; a no-op when Agg (or an interactive backend's canvas) is set
+    from matplotlib.figure import Figure
+
+    return Figure(figsize=(width, height), layout="constrained")
+
+
+def to_svg(fig) -> str:
+    """``fig`` as an inline ``<svg>`` element: no XML prolog, no DOCTYPE (it names a URL), no metadata block."""
+    buffer = io.StringIO()
+    with matplotlib.rc_context(_RC):
+        fig.savefig(buffer, format="svg", metadata={"Date": None})
+    text = buffer.getvalue()
+    text = _METADATA.sub("", text[text.index("<svg"):])
+    return text
+
+
+def forest_plot(table: pd.DataFrame) -> str:
+    """Paired differences A - B with CI whiskers, one row per comparison ("dataset: a vs b"), a line at 0."""
+    if table is None or table.empty:
+        return ""
+    rows = table.to_dict("records")[::-1]  # first comparison on top
+    labels = [label_text(f"{r['dataset']}: {r['a']} vs {r['b']}") for r in rows]
+    fig = _figure(_width(4.5, labels), 0.9 + 0.35 * len(rows))
+    ax = fig.add_subplot()
+    for i, r in enumerate(rows):
+        diff, low, high = (float(r[k]) for k in ("difference", "low", "high"))
+        if not all(math.isfinite(v) for v in (diff, low, high)):
+            continue  # an undefined metric (one class only): nothing to draw, the table says n/a
+        ax.errorbar(diff, i, xerr=[[diff - low], [high - diff]], fmt="o", color="#1f4e79", capsize=3, ms=4)
+    ax.axvline(0.0, color="#888888", linestyle="--", linewidth=1)
+    ax.set_yticks(range(len(rows)), labels=labels)
+    metric = rows[0].get("metric", "metric")
+    ax.set_xlabel(label_text(f"difference in {metric} (A - B), with CI"))
+    ax.set_ylim(-0.7, len(rows) - 0.3)
+    return to_svg(fig)
+
+
+def _arm(frame: pd.DataFrame) -> pd.Series:
+    return frame["model"].astype(str) + "+" + frame["method"].astype(str)
+
+
+def _done(frame: pd.DataFrame, metric: str) -> pd.DataFrame:
+    """Finished cells with a value for ``metric`` (empty when the frame has no such column)."""
+    if frame is None or frame.empty or metric not in frame.columns:
+        return pd.DataFrame()
+    status = frame["status"] if "status" in frame.columns else pd.Series("done", index=frame.index)
+    return frame[(status.fillna("done") == "done") & frame[metric].notna()]
+
+
+def dataset_bars(results_frame: pd.DataFrame, metric: str = "auroc") -> str:
+    """Per dataset, one bar per model+method at the full label budget (mean over seeds); "" when none."""
+    done = _done(results_frame, metric)
+    if not done.empty and "budget" in done.columns:
+        done = done[done["budget"].fillna("full") == "full"]
+    if done.empty:
+        return ""
+    means = done.assign(arm=_arm(done)).groupby(["dataset", "arm"])[metric].mean().unstack("arm")
+    fig = _figure(_width(6.0, means.columns), 3.2)
+    ax = fig.add_subplot()
+    width = 0.8 / max(1, len(means.columns))
+    for j, arm in enumerate(means.columns):
+        xs = [i + (j - (len(means.columns) - 1) / 2) * width for i in range(len(means.index))]
+        ax.bar(xs, means[arm].fillna(0.0), width=width, label=label_text(arm))
+    ax.set_xticks(range(len(means.index)), labels=[label_text(d) for d in means.index])
+    ax.set_ylabel(label_text(metric))
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    return to_svg(fig)
+
+
+def _shots(budget) -> float:
+    match = _SHOTS.match(str(budget))
+    return float(match.group(1)) if match else math.nan
+
+
+def fewshot_curves(results_frame: pd.DataFrame, metric: str = "auroc") -> str:
+    """``metric`` vs K (shots per class), mean over draws, one line per model+method and one panel per dataset.
+
+    Returns "" when the frame has no K-shot budgets.
+    """
+    done = _done(results_frame, metric)
+    if done.empty or "budget" not in done.columns:
+        return ""
+    done = done.assign(k=done["budget"].map(_shots), arm=_arm(done)).dropna(subset=["k"])
+    if done.empty:
+        return ""
+    datasets = sorted(done["dataset"].astype(str).unique())
+    fig = _figure(_width(4.0 * len(datasets), done["arm"].unique()), 3.0)
+    axes = fig.subplots(1, len(datasets), squeeze=False)[0]
+    for ax, dataset in zip(axes, datasets):
+        means = done[done["dataset"].astype(str) == dataset].groupby(["arm", "k"])[metric].mean()
+        for arm in means.index.get_level_values("arm").unique():
+            curve = means.loc[arm].sort_index()
+            ax.plot(curve.index, curve.to_numpy(), marker="o", label=label_text(arm))
+        ax.set_xscale("log", base=2)
+        ax.set_title(label_text(dataset))
+        ax.set_xlabel("K (labelled examples per class)")
+        ax.set_ylabel(label_text(metric))
+    axes[-1].legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    return to_svg(fig)
+
+
+def cost_plot(results_frame: pd.DataFrame, metric: str = "auroc") -> str:
+    """``metric`` vs trainable parameters (log x; 0 drawn at 1), one point per cell, coloured by model+method."""
+    done = _done(results_frame, metric)
+    if done.empty or "trainable_params" not in done.columns:
+        return ""
+    params = pd.to_numeric(done["trainable_params"], errors="coerce")
+    done = done.assign(arm=_arm(done), x=params.clip(lower=1)).dropna(subset=["x"])
+    if done.empty:
+        return ""
+    fig = _figure(_width(6.0, done["arm"].unique()), 3.2)
+    ax = fig.add_subplot()
+    for arm, group in done.groupby("arm"):
+        ax.scatter(group["x"], group[metric], s=18, label=label_text(arm))
+    ax.set_xscale("log")
+    ax.set_xlabel("trainable parameters (log scale)")
+    ax.set_ylabel(label_text(metric))
+    if (params == 0).any():
+        ax.annotate("0 trainable parameters (zero-shot) drawn at 1", xy=(0.01, 0.02), xycoords="axes fraction",
+                    fontsize=7, color="#555555")
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    return to_svg(fig)
