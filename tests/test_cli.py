@@ -12,7 +12,7 @@ import pytest
 
 import medrival
 
-COMMANDS = ("models", "datasets", "methods", "demo", "run")
+COMMANDS = ("models", "datasets", "methods", "demo", "run", "prepare", "compare", "report")
 
 
 def medrival_cli(*args: str, cwd=None, timeout: float = 60) -> subprocess.CompletedProcess:
