@@ -207,3 +207,14 @@ def test_empty_study_shows_an_example_that_names_real_entries(tmp_path):
     assert "demo-generalist-clip" in result.stderr
     # plan_cells checks names, method configs and model/dataset support without loading any model.
     assert len(plan_cells(parse_study(EXAMPLE_STUDY))) == 2 * 1 * 2 * 3
+
+
+def test_run_ends_with_the_html_report(tmp_path):
+    (tmp_path / "study.yaml").write_text("models: [demo-generalist-clip, demo-specialist-clip]\n"
+                                         "datasets: [demo-xray]\nmethods: [zero_shot]\n")
+    result = medrival_cli("run", "study.yaml", "--out", "out", cwd=tmp_path, timeout=240)
+    assert result.returncode == 0, _output(result)
+    report = tmp_path / "out" / "report" / "report.html"
+    assert str(report.name) in result.stdout
+    page = report.read_text()
+    assert "RQ1" in page and "<svg" in page and "demo-specialist-clip+zero_shot" in page

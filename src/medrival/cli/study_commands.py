@@ -1,4 +1,5 @@
-"""``medrival demo`` and ``medrival run``: run a study, print the table, write the report."""
+"""``medrival demo`` and ``medrival run``: run a study, print the table, write the reports (tables and the HTML
+report with the research questions)."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -28,6 +29,11 @@ def _finish(run, out_dir: Path, console: Console) -> None:
     console.print(f"          {run.store.paths.predictions_dir} (per-sample predictions, Parquet)")
     for kind, path in paths.items():
         console.print(f"{kind + ':':<9} {path}")
+    if run.frame()["status"].eq("done").any():
+        from medrival.report.html import write_report
+
+        # The study's answer: RQ tables with paired CIs and verdicts, plots, failures (one self-contained page).
+        console.print(f"{'html:':<9} {write_report(out_dir)}")
 
 
 @app.command("demo")
