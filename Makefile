@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.medrival-installed
 
-.PHONY: install demo test bench clean
+.PHONY: install demo test bench clean browser
 
 install: $(STAMP)
 
@@ -18,8 +18,15 @@ $(STAMP): pyproject.toml constraints.txt
 demo: install
 	$(VENV)/bin/medrival demo
 
-test: install
+test: install browser
 	$(PY) -m pytest -q
+
+# The report test opens the HTML report in headless Chromium. Installed here when the machine allows it (Debian,
+# root); otherwise that one test is skipped with the reason, and nothing else depends on a browser.
+browser:
+	@command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1 || \
+	  { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1 && apt-get install -y -qq chromium >/dev/null 2>&1; } || \
+	  echo "chromium could not be installed: the headless-browser report test will be skipped"
 
 bench: install
 	$(PY) benchmarks/demo.py
