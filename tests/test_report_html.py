@@ -84,6 +84,16 @@ def test_summary_lines_match_the_rq_tables(report, study_dir):
     assert "(2-shot)" in html and "(8-shot)" in html  # the few-shot arms reach RQ2
 
 
+def test_every_arm_has_its_ci_and_calibration_in_the_page(report, study_dir):
+    from medrival.stats.questions import arm_summaries
+
+    _, html = report
+    arms = arm_summaries(ResultStore(study_dir), n_resamples=RESAMPLES, seed=0)
+    assert "ECE" in html and "Brier" in html
+    for row in arms.to_dict("records"):
+        assert f"{row['estimate']:.3f} [{row['low']:.3f}, {row['high']:.3f}]" in html
+
+
 def test_report_fetches_nothing_from_the_network(report):
     _, html = report
     assert not URL.search(_without_namespaces(html)), "only the SVG xmlns attributes may name a URL"

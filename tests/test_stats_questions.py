@@ -98,3 +98,15 @@ def test_compare_cli_prints_the_table(store):
     assert "demo-xray" in text and "win" in text
     missing = medrival_cli("compare", str(store.root / "nope"), "--a", "x", "--b", "y")
     assert missing.returncode == 2 and "No medrival store" in missing.stderr
+
+
+def test_arm_summaries_match_the_store_and_carry_calibration(store):
+    from medrival.stats.questions import arm_summaries
+
+    arms = arm_summaries(store, n_resamples=300).set_index(["model", "dataset", "method"])
+    frame = store.results_frame().set_index(["model", "dataset", "method"])
+    assert len(arms) == len(frame) == 8
+    for key, row in arms.iterrows():
+        assert row["estimate"] == pytest.approx(frame.loc[key, "auroc"], abs=1e-12)
+        assert row["low"] <= row["estimate"] <= row["high"]
+        assert 0 <= row["ece"] <= 1 and 0 <= row["brier"] <= 2

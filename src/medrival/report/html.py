@@ -56,6 +56,13 @@ svg { max-width: 100%; height: auto; }
 {% endfor %}
 <h2 id="datasets">Per-dataset results ({{ metric }})</h2>
 {% if bars %}<div class="plot">{{ bars | safe }}</div>{% else %}<p>No finished cells.</p>{% endif %}
+{% if arms %}<h3 id="arms">Every model+method: {{ metric }} with its 95% CI, and calibration</h3>
+<p>CIs: cluster bootstrap (seeds and few-shot draws resampled first when there are several). ECE: 15 equal-width
+bins (positive class for binary tasks, top label for multiclass, mean over labels for multilabel); Brier: mean
+squared error of the probabilities.</p>
+<table><tr><th>dataset</th><th>model+method</th><th>budget</th><th>draws</th><th>{{ metric }} [CI]</th>
+<th>ECE</th><th>Brier</th><th>n (clusters)</th></tr>
+{% for row in arms %}<tr>{% for cell in row %}<td>{{ cell }}</td>{% endfor %}</tr>{% endfor %}</table>{% endif %}
 {% if fewshot %}<h2 id="fewshot">Few-shot curves ({{ metric }})</h2>
 <div class="plot">{{ fewshot | safe }}</div>{% endif %}
 <h2 id="cost">Cost vs performance</h2>
@@ -139,14 +146,23 @@ def write_exports(tables: dict[str, pd.DataFrame], folder: Path) -> list[Path]:
     return written
 
 
-def _context(store, tables: dict[str, pd.DataFrame], metric: str) -> dict:
+def _arm_rows(arms: pd.DataFrame) -> list[list[str]]:
+    def number(value) -> str:
+        return "n/a" if value is None or pd.isna(value) else f"{value:.3f}"
+
+    return [[str(r["dataset"]), str(r["arm"]), str(r["budget"]), str(r["draws"]),
+             f"{number(r['estimate'])} [{number(r['low'])}, {number(r['high'])}]", number(r["ece"]),
+             number(r["brier"]), f"{r['n_items']} ({r['n_clusters']})"] for r in arms.to_dict("records")]
+
+
+def _context(store, tables: dict[str, pd.DataFrame], metric: str, arms: pd.DataFrame) -> dict:
     records = store.records()
     frame = store.results_frame()
     sections, skipped = _rq_sections(tables)
     return {"title": store.root.name, "synthetic": is_synthetic(frame), "synthetic_note": SYNTHETIC_NOTE,
             "spec": _spec_rows(records), "provenance": _provenance_rows(records), "rqs": sections,
             "headers": RQ_HEADERS, "metric": metric,
-            "bars": _checked_svg(plots.dataset_bars(frame, metric)),
+            "bars": _checked_svg(plots.dataset_bars(frame, metric, arms)), "arms": _arm_rows(arms),
             "fewshot": _checked_svg(plots.fewshot_curves(frame, metric)),
             "cost": _checked_svg(plots.cost_plot(frame, metric)),
             "failed": _failed_rows(records), "skipped": skipped}
@@ -155,11 +171,12 @@ def _context(store, tables: dict[str, pd.DataFrame], metric: str) -> dict:
 def render_report(store, *, n_resamples: int = 2000, seed: int = 0, metric: str = "auroc"
                   ) -> tuple[str, dict[str, pd.DataFrame]]:
     """(the HTML text, the RQ tables it shows) for a ``ResultStore``."""
-    from medrival.stats.questions import research_questions
+    from medrival.stats.questions import arm_summaries, research_questions
 
     tables = research_questions(store, metric=metric, n_resamples=n_resamples, seed=seed)
+    arms = arm_summaries(store, metric=metric, n_resamples=n_resamples, seed=seed)
     env = Environment(autoescape=True, undefined=StrictUndefined)
-    return env.from_string(_TEMPLATE).render(**_context(store, tables, metric)), tables
+    return env.from_string(_TEMPLATE).render(**_context(store, tables, metric, arms)), tables
 
 
 def write_report(store_dir: str | Path, out_path: str | Path | None = None, *, n_resamples: int = 2000,

@@ -81,22 +81,49 @@ def _done(frame: pd.DataFrame, metric: str) -> pd.DataFrame:
     return frame[(status.fillna("done") == "done") & frame[metric].notna()]
 
 
-def dataset_bars(results_frame: pd.DataFrame, metric: str = "auroc") -> str:
-    """Per dataset, one bar per model+method at the full label budget (mean over seeds); "" when none."""
-    done = _done(results_frame, metric)
-    if not done.empty and "budget" in done.columns:
-        done = done[done["budget"].fillna("full") == "full"]
-    if done.empty:
+def dataset_bars(results_frame: pd.DataFrame, metric: str = "auroc", intervals: pd.DataFrame | None = None) -> str:
+    """Per dataset, one bar per model+method at the full label budget; "" when none.
+
+    With ``intervals`` (``medrival.stats.questions.arm_summaries``) the bars are those estimates with their
+    bootstrap CIs as error bars; without, the mean over seeds of the stored metric."""
+    if intervals is not None and not intervals.empty:
+        full = intervals[intervals["budget"] == "full"]
+        means = full.pivot(index="dataset", columns="arm", values="estimate")
+        lows = full.pivot(index="dataset", columns="arm", values="low")
+        highs = full.pivot(index="dataset", columns="arm", values="high")
+    else:
+        done = _done(results_frame, metric)
+        if not done.empty and "budget" in done.columns:
+            done = done[done["budget"].fillna("full") == "full"]
+        if done.empty:
+            return ""
+        means = done.assign(arm=_arm(done)).groupby(["dataset", "arm"])[metric].mean().unstack("arm")
+        lows = highs = None
+    if means.empty:
         return ""
-    means = done.assign(arm=_arm(done)).groupby(["dataset", "arm"])[metric].mean().unstack("arm")
+    return _bars_svg(means, lows, highs, metric)
+
+
+def _PALETTE(index: int):
+    from matplotlib import colormaps
+
+    return colormaps["tab20"](index)
+
+
+def _bars_svg(means: pd.DataFrame, lows, highs, metric: str) -> str:
     fig = _figure(_width(6.0, means.columns), 3.2)
     ax = fig.add_subplot()
     width = 0.8 / max(1, len(means.columns))
     for j, arm in enumerate(means.columns):
         xs = [i + (j - (len(means.columns) - 1) / 2) * width for i in range(len(means.index))]
-        ax.bar(xs, means[arm].fillna(0.0), width=width, label=label_text(arm))
+        values = means[arm].fillna(0.0)
+        errors = None
+        if lows is not None:  # asymmetric CI whiskers; a missing CI draws none
+            errors = [(values - lows[arm]).clip(lower=0).fillna(0.0), (highs[arm] - values).clip(lower=0).fillna(0.0)]
+        ax.bar(xs, values, width=width, label=label_text(arm), yerr=errors, capsize=1.5,
+               error_kw={"elinewidth": 0.6}, color=_PALETTE(j % 20))  # 20 distinct colours before a repeat
     ax.set_xticks(range(len(means.index)), labels=[label_text(d) for d in means.index])
-    ax.set_ylabel(label_text(metric))
+    ax.set_ylabel(label_text(metric) + (" (95% CI)" if lows is not None else ""))
     ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     return to_svg(fig)
 

@@ -157,3 +157,28 @@ def research_questions(store, *, metric: str = "auroc", n_resamples: int = 2000,
         tables[rq] = pd.concat([pd.DataFrame(rows[rq]), pd.DataFrame(verdicts).drop(columns=["label"], errors="ignore")],
                                axis=1)
     return tables
+
+
+def arm_summaries(store, *, metric: str = "auroc", n_resamples: int = 2000, level: float = 0.95,
+                  seed: int = 0) -> pd.DataFrame:
+    """One row per (dataset, model+method, budget): the metric with its bootstrap CI (cluster-aware; draws and
+    seeds resampled hierarchically), and calibration (ECE with 15 equal-width bins, Brier) of the first draw."""
+    from medrival.stats.bootstrap import bootstrap_ci, hierarchical_bootstrap_ci
+    from medrival.stats.calibration import brier_score, expected_calibration_error
+
+    rows = []
+    for (dataset, arm), ids in sorted(_finished_cells(store).by_arm.items(), key=lambda i: (i[0][0], i[0][1].label)):
+        frame, scores = arm_outputs(store, ids)
+        y = labels_of(frame)
+        task = store.get(ids[0]).spec.get("task")
+        clusters = frame["cluster_id"].to_numpy() if "cluster_id" in frame.columns else None
+        options = dict(clusters=clusters, n_resamples=n_resamples, level=level, seed=seed, task=task)
+        interval = bootstrap_ci(metric, y, scores[0], **options) if len(scores) == 1 else \
+            hierarchical_bootstrap_ci(metric, y, scores, **options)
+        binary = scores[0][:, 1] if task == "binary" else scores[0]
+        rows.append({"dataset": dataset, "arm": arm.label, "model": arm.model, "method": arm.method,
+                     "budget": arm.budget, "draws": len(ids), "metric": metric, "estimate": interval.estimate,
+                     "low": interval.low, "high": interval.high, "ece": expected_calibration_error(y, binary, task=task),
+                     "brier": brier_score(y, binary, task=task), "n_items": len(y),
+                     "n_clusters": interval.n_clusters})
+    return pd.DataFrame(rows)
