@@ -28,7 +28,7 @@ def compare(results_dir: Path = typer.Argument(..., help="A study's results fold
     """
     from medrival.stats.compare import compare as run_compare
     from medrival.store import ResultStore
-    from medrival.study.results import require_store
+    from medrival.store import require_store
 
     store = ResultStore(require_store(results_dir))
     frame = run_compare(store, a, b, metric=metric, n_resamples=resamples, level=level, seed=seed)

@@ -184,7 +184,7 @@ def write_report(store_dir: str | Path, out_path: str | Path | None = None, *, n
     """Write the report of the store in ``store_dir`` (default ``<store_dir>/report/report.html``) and the RQ
     tables as Markdown/LaTeX/CSV next to it; returns the HTML path."""
     from medrival.store import ResultStore
-    from medrival.study.results import require_store
+    from medrival.store import require_store
 
     if n_resamples < 1:
         raise MedrivalError(f"--resamples must be a positive number of bootstrap resamples, got {n_resamples}; "

@@ -418,3 +418,14 @@ def _sort_key(col: pd.Series) -> pd.Series:
     if col.name in ("seed", "draw"):
         return pd.to_numeric(col, errors="coerce")
     return col.map(lambda v: None if v is None or (isinstance(v, float) and math.isnan(v)) else str(v))
+
+
+def require_store(store_dir: str | Path) -> Path:
+    """``store_dir`` when it holds a medrival store, else an error saying which folder to pass."""
+    from medrival.core.errors import MedrivalError
+
+    root = Path(store_dir)
+    if not (root / "results.sqlite").is_file():
+        raise MedrivalError(f"No medrival store in {root} (no results.sqlite). Pass the folder given to "
+                            f"`medrival run --out` or `medrival demo --out`.")
+    return root
