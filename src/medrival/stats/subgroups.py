@@ -32,8 +32,7 @@ from typing import Callable, Mapping, Sequence
 import numpy as np
 import pandas as pd
 
-from medrival.core.errors import DataError, MedrivalError, UnknownNameError
-from medrival.core.registry import suggest
+from medrival.core.errors import DataError, MedrivalError
 from medrival.core.types import TaskKind
 from medrival.metrics.classification import (
     _check_finite_numeric,
@@ -47,9 +46,9 @@ from medrival.metrics.classification import (
     multilabel_auroc,
 )
 from medrival.stats.calibration import _check_task, brier_score
+from medrival.stats.weighted import check_metric_name, predictions  # one metric vocabulary with the bootstrap
 
 MISSING = "missing"
-METRIC_NAMES = ("auroc", "accuracy", "balanced_accuracy", "macro_f1", "brier")
 # Metrics where smaller is better; the best group is then the one with the smallest value.
 LOWER_IS_BETTER = frozenset({"brier", "brier_score", "ece", "expected_calibration_error", "log_loss"})
 
@@ -60,12 +59,8 @@ MetricFn = Callable[[np.ndarray, np.ndarray], float]
 
 
 def _predict(s: np.ndarray, kind: TaskKind) -> np.ndarray:
-    """Predicted labels as ``compute_classification_metrics`` makes them."""
-    if kind is TaskKind.MULTILABEL:
-        return (s >= 0.5).astype(np.int64)
-    if s.ndim == 1:  # binary positive-class probability p, read as [1 - p, p]
-        s = np.stack([1 - s, s], axis=1)
-    return s.argmax(axis=1)
+    """Predicted labels as ``compute_classification_metrics`` makes them (the bootstrap's own rule)."""
+    return predictions(kind.value, s)
 
 
 def _named_metric(name: str, kind: TaskKind) -> MetricFn:
@@ -90,12 +85,7 @@ def _named_metric(name: str, kind: TaskKind) -> MetricFn:
 def _resolve_metric(metric: str | MetricFn, kind: TaskKind) -> tuple[str, MetricFn]:
     if callable(metric):
         return getattr(metric, "__name__", "metric"), metric
-    if metric not in METRIC_NAMES:
-        close = suggest(str(metric), list(METRIC_NAMES))
-        hint = f" Did you mean {' or '.join(map(repr, close))}?" if close else ""
-        raise UnknownNameError(f"Unknown metric {metric!r}.{hint} Known: {', '.join(METRIC_NAMES)}, or pass a "
-                               f"callable f(y_true, y_score) -> float.")
-    return metric, _named_metric(metric, kind)
+    return check_metric_name(metric), _named_metric(metric, kind)
 
 
 def _evaluate(fn: MetricFn, y: np.ndarray, s: np.ndarray) -> tuple[float, str]:
