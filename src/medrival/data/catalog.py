@@ -76,15 +76,10 @@ def _demo_entries() -> list[DatasetEntry]:
 
 
 def _release_entries() -> list[DatasetEntry]:
-    from medrival.data.zoo.api import load_release_split
+    from medrival.data.zoo.api import release_loader
     from medrival.data.zoo.registry import release_registry
 
-    def loader(name: str):
-        def load(split: str, root=None, strict: bool = False, probe: bool = True):
-            return load_release_split(name, split, root, strict=strict, probe=probe)
-        return load
-
-    return [DatasetEntry(entry.info, loader(name), {}) for name, entry in release_registry().items()]
+    return [DatasetEntry(entry.info, release_loader(name), {}) for name, entry in release_registry().items()]
 
 
 @lru_cache(maxsize=1)

@@ -41,22 +41,20 @@ def iterate_batches(source, geometry: ImageGeometry, batch_size: int, workers: i
         raise DataError(f"batch_size must be at least 1, got {batch_size}.")
     if workers < 0:
         raise DataError(f"loader workers must be 0 or more, got {workers}.")
-    dataset = _BatchDataset(source, geometry, batch_size)
+    for batch in _items_in_order(_BatchDataset(source, geometry, batch_size), source, workers):
+        yield batch.numpy() if hasattr(batch, "numpy") else batch  # worker batches arrive as tensors
+
+
+def _items_in_order(dataset, source, workers: int, collate=None) -> Iterator:
+    """Every item of ``dataset`` in order: in worker processes, or here when workers would not pay off (none
+    asked for, too few rows per worker, or only npz/parquet rows, which are read in this process)."""
     if workers == 0 or len(source) < MIN_ROWS_PER_WORKER * max(1, workers) or _all_arrays(source):
-        for batch in range(len(dataset)):
-            yield dataset[batch]
-        return
-    yield from _worker_batches(dataset, workers)
-
-
-def _worker_batches(dataset: _BatchDataset, workers: int) -> Iterator[np.ndarray]:
-    import torch
+        return (dataset[i] for i in range(len(dataset)))
     from torch.utils.data import DataLoader
 
-    loader = DataLoader(dataset, batch_size=None, shuffle=False, num_workers=min(workers, len(dataset)),
-                        prefetch_factor=2, persistent_workers=False, worker_init_fn=_single_thread_worker)
-    for batch in loader:
-        yield batch.numpy() if isinstance(batch, torch.Tensor) else batch
+    options = {"collate_fn": collate} if collate is not None else {}
+    return iter(DataLoader(dataset, batch_size=None, shuffle=False, num_workers=min(workers, len(dataset)),
+                           prefetch_factor=2, worker_init_fn=_single_thread_worker, **options))
 
 
 def _single_thread_worker(_worker_id: int) -> None:
@@ -99,14 +97,7 @@ def scan_decodable(source, workers: int | None = None, chunk: int = 32) -> dict[
     from medrival.data.images import default_workers
 
     workers = default_workers() if workers is None else workers
-    dataset = _ScanDataset(source, chunk)
-    if workers == 0 or len(source) < MIN_ROWS_PER_WORKER * max(1, workers) or _all_arrays(source):
-        chunks = (dataset[i] for i in range(len(dataset)))
-    else:
-        from torch.utils.data import DataLoader
-
-        chunks = DataLoader(dataset, batch_size=None, num_workers=min(workers, len(dataset)),
-                            worker_init_fn=_single_thread_worker, collate_fn=_as_is)
+    chunks = _items_in_order(_ScanDataset(source, chunk), source, workers, collate=_as_is)
     return {reference: reason for failures in chunks for reference, reason in failures}
 
 

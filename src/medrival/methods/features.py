@@ -69,15 +69,8 @@ class FeatureCache:
 
     def _encode_distinct(self, model, images: np.ndarray) -> np.ndarray:
         """Encode each distinct image once and scatter the rows back to every copy."""
-        index_of: dict[bytes, int] = {}
-        unique_rows: list[int] = []
-        inverse = np.empty(len(images), dtype=np.int64)
-        for row, image in enumerate(images):
-            digest = hashlib.blake2b(image.tobytes(), digest_size=16).digest()
-            if digest not in index_of:
-                index_of[digest] = len(unique_rows)
-                unique_rows.append(row)
-            inverse[row] = index_of[digest]
+        unique_rows, inverse = _distinct(hashlib.blake2b(image.tobytes(), digest_size=16).digest()
+                                         for image in images)
         started = time.perf_counter()
         encoded = model.encode_images(images[unique_rows]).numpy().astype(np.float32)
         self.encode_seconds += time.perf_counter() - started
@@ -86,14 +79,7 @@ class FeatureCache:
 
     def _encode_lazy(self, model, split: ClassificationSplit) -> np.ndarray:
         """Decode (in parallel, straight to the model's input size) and encode each distinct stored image once."""
-        index_of: dict[str, int] = {}
-        unique_rows: list[int] = []
-        inverse = np.empty(len(split), dtype=np.int64)
-        for row, identity in enumerate(split.images.identities()):
-            if identity not in index_of:
-                index_of[identity] = len(unique_rows)
-                unique_rows.append(row)
-            inverse[row] = index_of[identity]
+        unique_rows, inverse = _distinct(split.images.identities())
         started = time.perf_counter()
         parts = [model.encode_images(batch).numpy().astype(np.float32)
                  for batch in split.images.take(unique_rows).batches(model.geometry, self.batch_size)]
@@ -123,3 +109,16 @@ class FeatureCache:
         with os.fdopen(handle, "wb") as stream:
             np.save(stream, features, allow_pickle=False)
         os.replace(temp, path)
+
+
+def _distinct(keys) -> tuple[list[int], np.ndarray]:
+    """(first row of each distinct key, for every row the position of its key among them)."""
+    index_of: dict = {}
+    unique_rows: list[int] = []
+    inverse = []
+    for row, key in enumerate(keys):
+        if key not in index_of:
+            index_of[key] = len(unique_rows)
+            unique_rows.append(row)
+        inverse.append(index_of[key])
+    return unique_rows, np.asarray(inverse, dtype=np.int64)

@@ -32,8 +32,13 @@ MODALITY: dict[str, str] = {
     "pneumoniamnist": "xray", "retinamnist": "fundus", "breastmnist": "ultrasound", "bloodmnist": "pathology",
     "tissuemnist": "pathology", "organamnist": "ct", "organcmnist": "ct", "organsmnist": "ct",
 }
-_TASKS = {"binary-class": TaskKind.BINARY, "multi-class": TaskKind.MULTICLASS,
+INFO_TASKS = {"binary-class": TaskKind.BINARY, "multi-class": TaskKind.MULTICLASS,
           "multi-label, binary-class": TaskKind.MULTILABEL, "ordinal-regression": TaskKind.MULTICLASS}
+
+
+def info_class_names(entry: dict) -> tuple[str, ...]:
+    """Class names of one INFO entry, in label order."""
+    return tuple(entry["label"][str(i)] for i in range(len(entry["label"])))
 
 
 def medmnist_file_names(flag: str, size: int) -> list[str]:
@@ -49,10 +54,10 @@ def read_medmnist(root: str | Path, flag: str, size: int = 28, info_path: str | 
     if size not in SIZES:
         raise ConfigError(f"{RELEASE}: size {size} is not released; sizes are {', '.join(map(str, SIZES))}.")
     entry, version = _info_entry(flag, info_path)
-    task = _TASKS.get(entry["task"])
+    task = INFO_TASKS.get(entry["task"])
     if task is None:
-        raise DataError(f"{RELEASE}: INFO task {entry['task']!r} for {flag} is not one of {sorted(_TASKS)}.")
-    class_names = tuple(entry["label"][str(i)] for i in range(len(entry["label"])))
+        raise DataError(f"{RELEASE}: INFO task {entry['task']!r} for {flag} is not one of {sorted(INFO_TASKS)}.")
+    class_names = info_class_names(entry)
     path = _find_npz(Path(root), flag, size)
     frames = [_split_frame(path, split, task, class_names, size) for split in SPLITS]
     frame = pd.concat(frames, ignore_index=True)

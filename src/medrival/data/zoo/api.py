@@ -49,6 +49,13 @@ def load_release_split(name: str, split: str, root: str | Path | None = None, *,
     return build(entry.info, index, split, resolved, strict=strict, probe=probe)
 
 
+def release_loader(name: str):
+    """The catalog's ``load(split, root=None, strict=False, probe=True)`` for release ``name``."""
+    def load(split: str, root=None, strict: bool = False, probe: bool = True):
+        return load_release_split(name, split, root, strict=strict, probe=probe)
+    return load
+
+
 def is_available(name: str, root: str | Path | None = None) -> bool:
     """Whether the annotation files of ``name`` are found and parse (images are not looked at)."""
     try:

@@ -29,11 +29,11 @@ def register_custom_dataset(name: str, format: str, root: str | Path, **options:
     Registering the same name again with the same files replaces the entry (re-running a study); a name that a
     built-in dataset already uses is refused."""
     from medrival.data.catalog import DatasetEntry, dataset_registry
-    from medrival.data.zoo.api import load_release_split
+    from medrival.data.zoo.api import forget_cached, release_loader
     from medrival.data.zoo.registry import release_registry
 
     reader = _reader(format)
-    existing = release_registry()._items.get(name)  # noqa: SLF001 - the registries belong to this package
+    existing = release_registry().get(name) if name in release_registry() else None
     if (name in dataset_registry() and existing is None) or (existing is not None and not existing.custom):
         raise ConfigError(f"custom dataset name {name!r} is taken by a built-in dataset; choose another name.")
     root = Path(root).expanduser().resolve()
@@ -44,13 +44,7 @@ def register_custom_dataset(name: str, format: str, root: str | Path, **options:
                      f"User dataset ({format}) at {root}.")
     entry = ReleaseEntry(info, str(root), read, obtain=(f"user data: the files under {root}",), custom=True)
     release_registry().register(name, entry, overwrite=True)
-
-    def load(split: str, root=None, strict: bool = False, probe: bool = True):
-        return load_release_split(name, split, root, strict=strict, probe=probe)
-
-    dataset_registry().register(name, DatasetEntry(info, load, {}), overwrite=True)
-    from medrival.data.zoo.api import forget_cached
-
+    dataset_registry().register(name, DatasetEntry(info, release_loader(name), {}), overwrite=True)
     forget_cached()
     return info
 

@@ -12,17 +12,14 @@ from medrival.data.releases.medmnist_info import INFO
 from medrival.data.zoo.downloads import download_medmnist, hf_dataset_download
 from medrival.data.zoo.entries import ReleaseEntry, make_info
 
-_MEDMNIST_TASKS = {"binary-class": TaskKind.BINARY, "multi-class": TaskKind.MULTICLASS,
-                   "multi-label, binary-class": TaskKind.MULTILABEL, "ordinal-regression": TaskKind.MULTICLASS}
-
 
 def _medmnist_entries() -> list[ReleaseEntry]:
     entries = []
     for flag, table in INFO.items():
-        classes = tuple(table["label"][str(i)] for i in range(len(table["label"])))
+        classes = medmnist.info_class_names(table)
         for size in medmnist.SIZES:
             name = flag if size == 28 else f"{flag}_{size}"
-            info = make_info(name, _MEDMNIST_TASKS[table["task"]], medmnist.MODALITY[flag], classes,
+            info = make_info(name, medmnist.INFO_TASKS[table["task"]], medmnist.MODALITY[flag], classes,
                              table["license"], "MedMNIST v3 (Yang et al., Sci. Data 2023), zenodo.org/records/10519652",
                              f"MedMNIST {flag} ({table['task']}, {len(classes)} classes) at {size}x{size} px.")
             file = medmnist.medmnist_file_names(flag, size)[0]
