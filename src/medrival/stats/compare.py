@@ -11,7 +11,7 @@ import pandas as pd
 
 from medrival.core.errors import ConfigError
 from medrival.core.registry import suggest
-from medrival.stats.questions import FULL, ZERO_SHOT, Arm, _finished_cells, arm_outputs, compare_arms, labels_of
+from medrival.stats.questions import FULL, ZERO_SHOT, Arm, _finished_cells, compare_paired, paired_data
 
 
 def resolve_side(cells, text: str) -> dict[str, list[str]]:
@@ -60,24 +60,20 @@ def compare(store, side_a: str, side_b: str, *, metric: str = "auroc", n_resampl
     rows, results = [], []
     for dataset in shared:
         task = cells.specs[a[dataset][0]]["task"]
-        result, left_out = compare_arms(store, a[dataset], b[dataset], metric=metric, task=task,
-                                        n_resamples=n_resamples, level=level, seed=seed)
+        data = paired_data(store, a[dataset], b[dataset])
+        result = compare_paired(data, metric=metric, task=task, n_resamples=n_resamples, level=level, seed=seed)
         rows.append({"dataset": dataset, "metric": metric, "estimate_a": result.estimate_a,
                      "estimate_b": result.estimate_b, "n_items": result.n_items, "n_clusters": result.n_clusters,
-                     "items_left_out": left_out, "delong_p": _delong_p(store, a[dataset], b[dataset], task, metric)})
+                     "items_left_out": data.left_out, "delong_p": _delong_p(data, task, metric)})
         results.append(result)
     verdicts = pd.DataFrame(verdict_table(results, level=level, correction="holm"))
     return pd.concat([pd.DataFrame(rows), verdicts.drop(columns=["label"], errors="ignore")], axis=1)
 
 
-def _delong_p(store, ids_a: list[str], ids_b: list[str], task: str, metric: str) -> float:
+def _delong_p(data, task: str, metric: str) -> float:
     """DeLong's p for a binary AUROC comparison of single cells (NaN otherwise: DeLong has no draws or clusters)."""
-    if task != "binary" or metric != "auroc" or len(ids_a) != 1 or len(ids_b) != 1:
+    if task != "binary" or metric != "auroc" or len(data.draws_a) != 1 or len(data.draws_b) != 1:
         return float("nan")
     from medrival.stats.delong import delong_test
 
-    frame_a, (scores_a,) = arm_outputs(store, ids_a)
-    frame_b, (scores_b,) = arm_outputs(store, ids_b)
-    shared = frame_a["sample_id"].isin(set(frame_b["sample_id"])).to_numpy()
-    order = pd.Index(frame_b["sample_id"]).get_indexer(frame_a["sample_id"][shared])
-    return float(delong_test(labels_of(frame_a)[shared], scores_a[shared][:, 1], scores_b[order][:, 1]).p_value)
+    return float(delong_test(data.y, data.draws_a[0][:, 1], data.draws_b[0][:, 1]).p_value)

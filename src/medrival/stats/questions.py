@@ -109,26 +109,44 @@ def labels_of(frame: pd.DataFrame) -> np.ndarray:
     return frame[[c for c in frame.columns if c.startswith("label_")]].to_numpy(dtype=np.int64)
 
 
+@dataclass
+class PairedData:
+    """Two arms' outputs on the test items both scored, aligned row by row."""
+
+    y: np.ndarray
+    clusters: np.ndarray | None
+    draws_a: list[np.ndarray]
+    draws_b: list[np.ndarray]
+    left_out: int  # items of A that B did not score
+
+
+def paired_data(store, ids_a: list[str], ids_b: list[str]) -> PairedData:
+    frame_a, scores_a = arm_outputs(store, ids_a)
+    frame_b, scores_b = arm_outputs(store, ids_b)
+    keep_a = frame_a["sample_id"].isin(set(frame_b["sample_id"])).to_numpy()
+    order_b = pd.Index(frame_b["sample_id"]).get_indexer(frame_a["sample_id"][keep_a])
+    clusters = frame_a["cluster_id"].to_numpy()[keep_a] if "cluster_id" in frame_a.columns else None
+    return PairedData(labels_of(frame_a)[keep_a], clusters, [s[keep_a] for s in scores_a],
+                      [s[order_b] for s in scores_b], int((~keep_a).sum()))
+
+
+def compare_paired(data: PairedData, *, metric: str, task: str, n_resamples: int, level: float,
+                   seed: int) -> PairedComparison:
+    """The paired comparison A - B (hierarchical over draws when either arm has several)."""
+    from medrival.stats.bootstrap import paired_bootstrap, paired_hierarchical_bootstrap
+
+    options = dict(clusters=data.clusters, n_resamples=n_resamples, level=level, seed=seed, task=task)
+    if len(data.draws_a) == 1 and len(data.draws_b) == 1:
+        return paired_bootstrap(metric, data.y, data.draws_a[0], data.draws_b[0], **options)
+    return paired_hierarchical_bootstrap(metric, data.y, data.draws_a, data.draws_b, **options)
+
+
 def compare_arms(store, ids_a: list[str], ids_b: list[str], *, metric: str, task: str, n_resamples: int,
                  level: float, seed: int) -> tuple[PairedComparison, int]:
     """The paired comparison A - B on the test items both arms scored; also returns the items left out."""
-    from medrival.stats.bootstrap import paired_bootstrap, paired_hierarchical_bootstrap
-
-    frame_a, scores_a = arm_outputs(store, ids_a)
-    frame_b, scores_b = arm_outputs(store, ids_b)
-    common = frame_a["sample_id"][frame_a["sample_id"].isin(set(frame_b["sample_id"]))]
-    keep_a = frame_a["sample_id"].isin(set(common)).to_numpy()
-    order_b = pd.Index(frame_b["sample_id"]).get_indexer(frame_a["sample_id"][keep_a])
-    y = labels_of(frame_a)[keep_a]
-    clusters = frame_a["cluster_id"].to_numpy()[keep_a] if "cluster_id" in frame_a.columns else None
-    draws_a = [s[keep_a] for s in scores_a]
-    draws_b = [s[order_b] for s in scores_b]
-    options = dict(clusters=clusters, n_resamples=n_resamples, level=level, seed=seed, task=task)
-    if len(draws_a) == 1 and len(draws_b) == 1:
-        result = paired_bootstrap(metric, y, draws_a[0], draws_b[0], **options)
-    else:
-        result = paired_hierarchical_bootstrap(metric, y, draws_a, draws_b, **options)
-    return result, int((~keep_a).sum())
+    data = paired_data(store, ids_a, ids_b)
+    return compare_paired(data, metric=metric, task=task, n_resamples=n_resamples, level=level,
+                          seed=seed), data.left_out
 
 
 def research_questions(store, *, metric: str = "auroc", n_resamples: int = 2000, level: float = 0.95,

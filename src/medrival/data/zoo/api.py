@@ -87,12 +87,10 @@ def check_release(name: str, root: str | Path | None = None, *, annotations_only
 
 
 def _file_report(references, root: Path, workers: int | None) -> dict:
-    present = file_problems(root, references)
-    missing = sorted({r for r, why in present.items() if why == "missing"})
-    unreadable = {r: why for r, why in present.items() if why != "missing"}
-    to_decode = [r for r in dict.fromkeys(map(str, references)) if r not in present]
-    decode_errors = scan_decodable(FileImageSource(root, np.asarray(to_decode, dtype=object)), workers)
-    unreadable.update(decode_errors)
+    missing = sorted(file_problems(root, references, headers=False))  # a stat each; decoding finds the rest
+    absent = set(missing)
+    to_decode = [r for r in dict.fromkeys(map(str, references)) if r not in absent]
+    unreadable = scan_decodable(FileImageSource(root, np.asarray(to_decode, dtype=object)), workers)
     examples = [f"{r}: missing" for r in missing[:5]] + [f"{r}: {why}" for r, why in list(unreadable.items())[:5]]
     return {"referenced": int(len(set(map(str, references)))), "missing": len(missing),
-            "unreadable": len(unreadable), "decoded": len(to_decode) - len(decode_errors), "examples": examples}
+            "unreadable": len(unreadable), "decoded": len(to_decode) - len(unreadable), "examples": examples}
