@@ -171,8 +171,9 @@ def _context(store, tables: dict[str, pd.DataFrame], metric: str, arms: pd.DataF
 def render_report(store, *, n_resamples: int = 2000, seed: int = 0, metric: str = "auroc"
                   ) -> tuple[str, dict[str, pd.DataFrame]]:
     """(the HTML text, the RQ tables it shows) for a ``ResultStore``."""
-    from medrival.stats.questions import arm_summaries, research_questions
+    from medrival.stats.questions import CachedPredictions, arm_summaries, research_questions
 
+    store = CachedPredictions(store)
     tables = research_questions(store, metric=metric, n_resamples=n_resamples, seed=seed)
     arms = arm_summaries(store, metric=metric, n_resamples=n_resamples, seed=seed)
     env = Environment(autoescape=True, undefined=StrictUndefined)

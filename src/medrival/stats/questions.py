@@ -39,6 +39,22 @@ class Arm:
         return f"{self.model}+{self.method}{suffix}"
 
 
+class CachedPredictions:
+    """A store whose per-sample predictions are read once: the RQ tables, the per-arm summaries and the report
+    read the same cells many times (a zero-shot specialist is side B of every RQ2 row of its dataset)."""
+
+    def __init__(self, store):
+        self._store, self._frames = store, {}
+
+    def predictions(self, cell_id: str) -> pd.DataFrame:
+        if cell_id not in self._frames:
+            self._frames[cell_id] = self._store.predictions(cell_id)
+        return self._frames[cell_id]
+
+    def __getattr__(self, name: str):  # records(), get(), has_predictions(), root, ...
+        return getattr(self._store, name)
+
+
 @dataclass
 class _Cells:
     """The finished cells of a store, grouped by (dataset, arm), with the facts the questions need."""
