@@ -72,13 +72,14 @@ def test_report_has_every_section_and_a_plot_each(report, study_dir):
 
 
 def test_summary_lines_match_the_rq_tables(report, study_dir):
-    from medrival.stats.questions import research_questions
-    from medrival.stats.verdicts import summary_line
+    from medrival.stats.questions import method_summaries, research_questions
 
     tables = research_questions(ResultStore(study_dir), n_resamples=RESAMPLES, seed=0)
     _, html = report
-    assert summary_line(tables["RQ2"].to_dict("records"), subject="adapted generalist",
-                        object="specialist") in html
+    lines = [line for rq in ("RQ1", "RQ2", "RQ3") for line in method_summaries(rq, tables[rq])]
+    assert len(lines) == 5  # RQ1, then linear_probe vs the off-the-shelf and the adapted specialist in RQ2 and RQ3
+    for line in lines:
+        assert f'<p class="summary">{line}</p>' in html
     for rq in ("RQ1", "RQ2", "RQ3"):
         assert len(tables[rq]) > 0
     assert "(2-shot)" in html and "(8-shot)" in html  # the few-shot arms reach RQ2
@@ -176,7 +177,7 @@ def _evil_store(root) -> ResultStore:
     for i, (model, role, method, pair, params) in enumerate(arms):
         p = np.clip(labels * 0.3 + rng.uniform(0, 0.7, 60), 0, 1)
         ids = [f"s{j}" for j in range(60)]
-        predictions = pd.DataFrame({"sample_id": ids, "cluster_id": ids,
+        predictions = pd.DataFrame({"sample_id": ids, "cluster_id": ids, f"sg_site{EVIL}": [f"h{EVIL}", "b"] * 30,
                                     "label": labels, "prediction": (p > 0.5).astype(int),
                                     f"prob_no{EVIL}": 1 - p, f"prob_yes{EVIL}": p})
         store.save(CellRecord(cell_id=f"evil{i}", status="done", metrics={"auroc": 0.7 + 0.1 * i},
@@ -184,6 +185,13 @@ def _evil_store(root) -> ResultStore:
                               cost={"trainable_params": params, "wall_s": 1.0}), predictions)
     store.save(CellRecord(cell_id="evil-failed", status="failed", error=EVIL,
                           spec={**base, "model": f"gen{EVIL}", "method": f"m{EVIL}"}))
+    answers = pd.DataFrame({"sample_id": ["q0", "q1"], "cluster_id": ["i0", "i0"], "answer_type": ["open", "closed"],
+                            "question": [f"where{EVIL}?", "is it?"], "answer": [f"left{EVIL}", "yes"],
+                            "response": [f"right{EVIL}", "no"], "exact_match": [0.0, 0.0],
+                            "closed_accuracy": [np.nan, 0.0]})
+    store.save(CellRecord(cell_id="evil-vqa", status="done", metrics={"exact_match": 0.0},
+                          spec={**base, "task": "vqa", "dataset": f"vqa{EVIL}", "model": f"gen{EVIL}",
+                                "method": "zero_shot"}), answers)
     return store
 
 
@@ -197,6 +205,12 @@ def test_names_from_the_store_are_escaped_in_html_and_svg(tmp_path):
     assert len(svgs) >= 3  # an RQ1 forest plot, bars and cost at least
     for svg in svgs:
         assert "&lt;script&gt;alert(1)&lt;/script&gt;" in svg and "<script" not in svg
+    vqa = html[html.index('id="vqa"'):html.index('id="failed"')]
+    # The class names, the subgroup attribute and value, and the VQA question, reference and answer, all escaped.
+    for text in ("where&lt;script&gt;", "left&lt;script&gt;", "right&lt;script&gt;"):
+        assert text in vqa
+    subgroups = html[html.index('id="subgroups"'):]
+    assert "site&lt;script&gt;" in subgroups and "h&lt;script&gt;alert(1)&lt;/script&gt;" in subgroups
 
 
 def test_dollar_signs_in_names_are_not_mathtext():
@@ -241,3 +255,22 @@ def test_cli_report_on_a_folder_without_a_store_exits_2(tmp_path):
     result = medrival_cli("report", str(tmp_path))
     assert result.returncode == 2 and "No medrival store" in result.stdout + result.stderr
     assert "Traceback" not in result.stdout + result.stderr
+
+
+def test_report_metric_option_and_subgroup_section(study_dir, tmp_path):
+    from medrival.report.html import write_report
+    from medrival.stats.questions import research_questions
+    from medrival.stats.weighted import UnknownMetricError
+
+    html = write_report(study_dir, tmp_path / "ba.html", n_resamples=50, metric="balanced_accuracy").read_text()
+    assert "Per-dataset results (balanced_accuracy)" in html and "Subgroups (balanced_accuracy)" in html
+    rq2 = pd.read_csv(tmp_path / "rq2.csv")
+    assert set(rq2["metric"]) == {"balanced_accuracy"}
+    expected = research_questions(ResultStore(study_dir), metric="balanced_accuracy", n_resamples=50, seed=0)["RQ2"]
+    np.testing.assert_allclose(rq2["difference"], expected["difference"])
+    # The demo datasets carry synthetic sex and age: a gap row per arm and attribute, the bands in the details.
+    subgroups = html[html.index('id="subgroups"'):html.index('id="fewshot"')]
+    assert "worst group" in subgroups and "60-79" in subgroups and "female" in subgroups
+    assert "assigns sex and age at random" in subgroups
+    with pytest.raises(UnknownMetricError, match="balanced_accuracy"):
+        write_report(study_dir, tmp_path / "x.html", metric="balanced_acc")

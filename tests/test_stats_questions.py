@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from medrival.core.errors import ConfigError
@@ -63,6 +64,36 @@ def test_adapted_generalist_wins_against_zero_shot_specialist(tables):
     assert row["difference"] > 0.1 and row["verdict"] == "win" and row["verdict_corrected"] == "win"
 
 
+def test_one_summary_line_per_method_and_opponent(tables):
+    from medrival.stats.questions import method_summaries
+
+    rq2 = tables["RQ2"]
+    lines = method_summaries("RQ2", rq2)
+    assert len(lines) == 2  # linear_probe vs the adapted and vs the off-the-shelf specialist
+    off_the_shelf = next(line for line in lines if "off-the-shelf" in line)
+    row = rq2.set_index("versus").loc["off-the-shelf specialist"]
+    won = int(row["verdict"] in ("win", "tie"))
+    significant = int(row["verdict_corrected"] != "tie")
+    assert off_the_shelf.startswith(f"generalist+linear_probe ≥ off-the-shelf specialist in {won}/1 ID comparisons")
+    assert off_the_shelf.endswith(f"{significant} significant after Holm")
+    rq3 = tables["RQ3"].set_index("versus")
+    adapted = rq3.loc["adapted specialist"]
+    at_least = int(adapted["verdict"] in ("win", "tie"))
+    assert method_summaries("RQ3", tables["RQ3"])[0].startswith(
+        f"generalist+linear_probe ≥ adapted specialist in {at_least}/1 OOD comparisons")
+    assert method_summaries("RQ1", tables["RQ1"])[0].startswith("specialist (zero-shot) ≥ generalist (zero-shot)")
+    assert method_summaries("RQ2", rq2.iloc[0:0]) == []
+
+
+def test_brier_comparisons_call_the_lower_score_a_win(store):
+    from medrival.stats.compare import compare
+
+    frame = compare(store, "demo-generalist-clip:linear_probe", "demo-specialist-clip", metric="brier",
+                    n_resamples=300).set_index("dataset")
+    xray = frame.loc["demo-xray"]  # the probe's Brier is far lower than the zero-shot specialist's
+    assert xray["difference"] < 0 and xray["high"] < 0 and xray["verdict"] == "win"
+
+
 def test_compare_two_sides_by_name_and_cell(store):
     from medrival.stats.compare import compare
 
@@ -110,3 +141,55 @@ def test_arm_summaries_match_the_store_and_carry_calibration(store):
         assert row["estimate"] == pytest.approx(frame.loc[key, "auroc"], abs=1e-12)
         assert row["low"] <= row["estimate"] <= row["high"]
         assert 0 <= row["ece"] <= 1 and 0 <= row["brier"] <= 2
+
+
+def test_study_subgroups_match_direct_computation(store):
+    from sklearn.metrics import roc_auc_score
+
+    from medrival.stats.study_subgroups import study_subgroups
+
+    groups, gaps = study_subgroups(store, n_resamples=200)
+    assert set(groups["attribute"]) == {"sex", "age"}
+    assert len(gaps) == 8 * 2  # every arm of both demo datasets, for sex and for age
+    # Ages are banded; the bands and the sexes each cover the 600 test items.
+    for (_, _, attribute), part in groups.groupby(["dataset", "arm", "attribute"]):
+        assert part["n"].sum() == 600
+        if attribute == "age":
+            assert set(part["group"]) == {"18-39", "40-59", "60-79", "80+"}
+    cell = next(r for r in store.records() if r.spec["dataset"] == "demo-xray"
+                and r.spec["model"] == "demo-specialist-clip" and r.spec["method"] == "zero_shot")
+    frame = store.predictions(cell.cell_id)
+    female = frame[frame["sg_sex"] == "female"]
+    row = groups.set_index(["dataset", "arm", "attribute", "group"]).loc[
+        ("demo-xray", "demo-specialist-clip+zero_shot", "sex", "female")]
+    assert row["n"] == len(female)
+    assert row["estimate"] == pytest.approx(roc_auc_score(female["label"], female["prob_pneumonia"]), abs=1e-12)
+    assert row["low"] <= row["estimate"] <= row["high"]
+    gap = gaps.set_index(["dataset", "arm", "attribute"]).loc[("demo-xray", "demo-specialist-clip+zero_shot", "sex")]
+    by_sex = groups.set_index(["dataset", "arm", "attribute"]).loc[
+        ("demo-xray", "demo-specialist-clip+zero_shot", "sex")]
+    assert gap["gap"] == pytest.approx(by_sex["estimate"].max() - by_sex["estimate"].min())
+
+
+def test_ages_are_banded_and_impossible_ages_count_as_missing():
+    from medrival.stats.study_subgroups import _groups
+
+    frame = pd.DataFrame({"sg_age": [25, -1, 70, None, 85], "sg_sex": ["F", "M", "F", "F", None],
+                          "sg_view": ["PA", "AP", "PA", "PA", "AP"]})
+    groups = _groups(frame)
+    assert list(groups["age"]) == ["18-39", "missing", "60-79", "missing", "80+"]
+    assert list(groups["sex"][:4]) == ["F", "M", "F", "F"] and pd.isna(groups["sex"][4])
+    assert set(groups) == {"age", "sex", "view"}
+
+
+def test_a_store_without_subgroup_columns_has_no_subgroup_rows(tmp_path):
+    from medrival.stats.study_subgroups import study_subgroups
+    from medrival.store.results import CellRecord
+
+    empty = ResultStore(tmp_path)
+    empty.save(CellRecord(cell_id="c1", status="done", metrics={"auroc": 0.5},
+                          spec={"dataset": "d", "model": "m", "method": "zero_shot", "task": "binary"}),
+               pd.DataFrame({"sample_id": ["a", "b"], "label": [0, 1],
+                            "prob_no": [0.6, 0.3], "prob_yes": [0.4, 0.7]}))
+    groups, gaps = study_subgroups(empty)
+    assert groups.empty and gaps.empty

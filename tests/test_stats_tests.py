@@ -402,6 +402,18 @@ def test_verdict_table_and_summary_line():
     assert summary_line(none).endswith("significant without correction")
 
 
+def test_lower_is_better_metrics_mirror_both_verdicts():
+    # A Brier difference A - B of -0.05 (CI below 0) means A is better: a win, corrected or not.
+    better = _comparison(-0.05, -0.09, -0.01, 0.001)
+    assert verdict(better) == "loss" and verdict(better, higher_is_better=False) == "win"
+    worse, tie = _comparison(0.04, 0.01, 0.07, 0.002), _comparison(0.01, -0.02, 0.04, 0.5)
+    rows = verdict_table([better, worse, tie], higher_is_better=False)
+    assert [r["verdict"] for r in rows] == ["win", "loss", "tie"]
+    assert [r["verdict_corrected"] for r in rows] == ["win", "loss", "tie"]
+    assert summary_line(rows, subject="A", object="B", scope="ID") == (
+        "A ≥ B in 2/3 ID comparisons (1 win, 1 tie, 1 loss); 2 significant after Holm")
+
+
 def test_verdict_table_errors():
     c = _comparison(0.05, 0.01, 0.09, 0.01)
     with pytest.raises(UnknownNameError, match="Did you mean 'holm'"):

@@ -35,7 +35,8 @@ def _demo_classification(modality: str, info: DatasetInfo):
         count = DEMO_SPLIT_SIZES[split] if n is None else n
         sample = world.render(modality, split, count, seed=seed, size=size)
         ids = np.asarray([f"{info.name}/{split}/{i:05d}" for i in range(count)])
-        return ClassificationSplit(info, split, sample.images, sample.labels, ids)
+        meta = world.demographics(modality, split, count, seed=seed)
+        return ClassificationSplit(info, split, sample.images, sample.labels, ids, meta)
     return load
 
 

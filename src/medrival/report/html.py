@@ -9,6 +9,7 @@ The RQ tables are also written next to the HTML as Markdown, LaTeX and CSV (``rq
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
@@ -17,15 +18,13 @@ from jinja2 import Environment, StrictUndefined
 from medrival.core.errors import MedrivalError
 from medrival.report import plots
 from medrival.report.exports import RQ_HEADERS, rq_csv, rq_latex, rq_markdown, rq_rows
+from medrival.report.sections import gap_rows, number, subgroup_rows, vqa_sections
 from medrival.report.tables import is_synthetic, one_line, SYNTHETIC_NOTE
 
 RQ_TITLES = {
-    "RQ1": ("RQ1: off-the-shelf specialist vs generalist, in the specialist's domain",
-            "specialist (zero-shot)", "generalist (zero-shot)"),
-    "RQ2": ("RQ2: adapted generalist vs specialist, in the specialist's domain (ID)",
-            "adapted generalist", "specialist"),
-    "RQ3": ("RQ3: adapted generalist vs specialist, outside the specialist's domain (OOD)",
-            "adapted generalist", "specialist"),
+    "RQ1": "RQ1: off-the-shelf specialist vs generalist, in the specialist's domain",
+    "RQ2": "RQ2: adapted generalist vs specialist, in the specialist's domain (ID)",
+    "RQ3": "RQ3: adapted generalist vs specialist, outside the specialist's domain (OOD)",
 }
 # Anything that could run code or load a resource inside inline SVG; matplotlib writes none of these.
 _UNSAFE_SVG = re.compile(r"<\s*(script|foreignObject|iframe|image)|\son\w+\s*=|href\s*=\s*[\"'](?!#)", re.I)
@@ -48,7 +47,7 @@ svg { max-width: 100%; height: auto; }
 <table>{% for key, value in provenance %}<tr><th>{{ key }}</th><td>{{ value }}</td></tr>{% endfor %}</table>
 {% for rq in rqs %}
 <h2 id="{{ rq.key | lower }}">{{ rq.title }}</h2>
-{% if rq.rows %}<p class="summary">{{ rq.summary }}</p>
+{% if rq.rows %}{% for line in rq.summaries %}<p class="summary">{{ line }}</p>{% endfor %}
 <table><tr>{% for h in headers %}<th>{{ h }}</th>{% endfor %}</tr>
 {% for row in rq.rows %}<tr>{% for cell in row %}<td>{{ cell }}</td>{% endfor %}</tr>{% endfor %}</table>
 <div class="plot">{{ rq.svg | safe }}</div>
@@ -63,10 +62,28 @@ squared error of the probabilities.</p>
 <table><tr><th>dataset</th><th>model+method</th><th>budget</th><th>draws</th><th>{{ metric }} [CI]</th>
 <th>ECE</th><th>Brier</th><th>n (clusters)</th></tr>
 {% for row in arms %}<tr>{% for cell in row %}<td>{{ cell }}</td>{% endfor %}</tr>{% endfor %}</table>{% endif %}
+<h2 id="subgroups">Subgroups ({{ metric }})</h2>
+{% if gaps %}<p>Per-subgroup {{ metric }} with cluster-bootstrap CIs ({{ subgroup_resamples }} resamples, first draw of
+each arm; ages in bands). Groups under {{ min_group }} items are shown but left out of the worst-group gap.
+{% if synthetic %}The demo world assigns sex and age at random, so its gaps are chance.{% endif %}</p>
+<table><tr><th>dataset</th><th>model+method</th><th>attribute</th><th>best group</th><th>worst group</th>
+<th>gap</th><th>groups</th></tr>
+{% for row in gaps %}<tr>{% for cell in row %}<td>{{ cell }}</td>{% endfor %}</tr>{% endfor %}</table>
+<details><summary>Every subgroup</summary>
+<table><tr><th>dataset</th><th>model+method</th><th>attribute</th><th>group</th><th>n</th><th>{{ metric }} [CI]</th>
+<th>note</th></tr>
+{% for row in subgroups %}<tr>{% for cell in row %}<td>{{ cell }}</td>{% endfor %}</tr>{% endfor %}</table>
+</details>
+{% else %}<p>No dataset in this study records subgroup attributes (sex, age, race, ...).</p>{% endif %}
 {% if fewshot %}<h2 id="fewshot">Few-shot curves ({{ metric }})</h2>
 <div class="plot">{{ fewshot | safe }}</div>{% endif %}
 <h2 id="cost">Cost vs performance</h2>
 {% if cost %}<div class="plot">{{ cost | safe }}</div>{% else %}<p>No cost records.</p>{% endif %}
+{% if vqa %}<h2 id="vqa">VQA answers</h2>
+{% for cell in vqa %}<h3>{{ cell.dataset }}: {{ cell.arm }} ({{ cell.counts }})</h3>
+{% if cell.rows %}<table><tr><th>question</th><th>type</th><th>reference</th><th>model's answer</th></tr>
+{% for row in cell.rows %}<tr>{% for value in row %}<td>{{ value }}</td>{% endfor %}</tr>{% endfor %}</table>
+{% else %}<p>Every answer was right.</p>{% endif %}{% endfor %}{% endif %}
 <h2 id="failed">Failed cells</h2>
 {% if failed %}<table><tr><th>cell id</th><th>model</th><th>dataset</th><th>method</th><th>error</th></tr>
 {% for f in failed %}<tr>{% for cell in f %}<td>{{ cell }}</td>{% endfor %}</tr>{% endfor %}</table>
@@ -115,17 +132,17 @@ def _failed_rows(records) -> list[list[str]]:
 
 def _rq_sections(tables: dict[str, pd.DataFrame]) -> tuple[list[dict], list[list[str]]]:
     """Template data for each RQ, and the rows of every comparison that left test items out."""
-    from medrival.stats.verdicts import summary_line
+    from medrival.stats.questions import method_summaries
 
     sections, skipped = [], []
-    for key, (title, subject, obj) in RQ_TITLES.items():
+    for key, title in RQ_TITLES.items():
         table = tables.get(key)
         if table is None or table.empty:
             sections.append({"key": key, "title": title, "rows": []})
             continue
         records = table.to_dict("records")
         sections.append({"key": key, "title": title, "rows": rq_rows(table),
-                         "summary": summary_line(records, subject=subject, object=obj),
+                         "summaries": method_summaries(key, table),
                          "svg": _checked_svg(plots.forest_plot(table))})
         skipped += [[key, str(r["dataset"]), str(r["a"]), str(r["b"]), str(r["items_left_out"])]
                     for r in records if int(r.get("items_left_out") or 0) > 0]
@@ -139,7 +156,7 @@ def write_exports(tables: dict[str, pd.DataFrame], folder: Path) -> list[Path]:
         if table is None or table.empty:
             continue
         stem = folder / key.lower()
-        caption = RQ_TITLES.get(key, (key,))[0]
+        caption = RQ_TITLES.get(key, key)
         stem.with_suffix(".md").write_text(rq_markdown(table), encoding="utf-8")
         stem.with_suffix(".tex").write_text(rq_latex(table, caption, f"tab:{key.lower()}"), encoding="utf-8")
         written += [stem.with_suffix(".md"), stem.with_suffix(".tex"), rq_csv(table, stem.with_suffix(".csv"))]
@@ -147,53 +164,81 @@ def write_exports(tables: dict[str, pd.DataFrame], folder: Path) -> list[Path]:
 
 
 def _arm_rows(arms: pd.DataFrame) -> list[list[str]]:
-    def number(value) -> str:
-        return "n/a" if value is None or pd.isna(value) else f"{value:.3f}"
-
     return [[str(r["dataset"]), str(r["arm"]), str(r["budget"]), str(r["draws"]),
              f"{number(r['estimate'])} [{number(r['low'])}, {number(r['high'])}]", number(r["ece"]),
              number(r["brier"]), f"{r['n_items']} ({r['n_clusters']})"] for r in arms.to_dict("records")]
 
 
-def _context(store, tables: dict[str, pd.DataFrame], metric: str, arms: pd.DataFrame) -> dict:
+SUBGROUP_RESAMPLES = 1000  # per group and arm: a study has many of them, and 1,000 resamples fix a 95% CI well
+MIN_GROUP = 20  # groups smaller than this are shown but not used for the worst-group gap
+
+
+@dataclass
+class _Analysis:
+    """Everything the report computes from the store before rendering."""
+
+    metric: str
+    tables: dict[str, pd.DataFrame]
+    arms: pd.DataFrame
+    subgroups: pd.DataFrame
+    gaps: pd.DataFrame
+    subgroup_resamples: int
+
+
+def _analyse(store, metric: str, n_resamples: int, seed: int) -> _Analysis:
+    from medrival.stats.questions import arm_summaries, research_questions
+    from medrival.stats.study_subgroups import study_subgroups
+
+    tables = research_questions(store, metric=metric, n_resamples=n_resamples, seed=seed)
+    arms = arm_summaries(store, metric=metric, n_resamples=n_resamples, seed=seed)
+    resamples = min(n_resamples, SUBGROUP_RESAMPLES)
+    groups, gaps = study_subgroups(store, metric=metric, n_resamples=resamples, seed=seed, min_size=MIN_GROUP)
+    return _Analysis(metric, tables, arms, groups, gaps, resamples)
+
+
+def _context(store, analysis: _Analysis) -> dict:
     records = store.records()
     frame = store.results_frame()
-    sections, skipped = _rq_sections(tables)
+    metric, arms = analysis.metric, analysis.arms
+    sections, skipped = _rq_sections(analysis.tables)
     return {"title": store.root.name, "synthetic": is_synthetic(frame), "synthetic_note": SYNTHETIC_NOTE,
             "spec": _spec_rows(records), "provenance": _provenance_rows(records), "rqs": sections,
             "headers": RQ_HEADERS, "metric": metric,
             "bars": _checked_svg(plots.dataset_bars(frame, metric, arms)), "arms": _arm_rows(arms),
+            "gaps": gap_rows(analysis.gaps), "subgroups": subgroup_rows(analysis.subgroups),
+            "subgroup_resamples": analysis.subgroup_resamples, "min_group": MIN_GROUP,
             "fewshot": _checked_svg(plots.fewshot_curves(frame, metric)),
-            "cost": _checked_svg(plots.cost_plot(frame, metric)),
+            "cost": _checked_svg(plots.cost_plot(frame, metric)), "vqa": vqa_sections(store, records),
             "failed": _failed_rows(records), "skipped": skipped}
 
 
 def render_report(store, *, n_resamples: int = 2000, seed: int = 0, metric: str = "auroc"
                   ) -> tuple[str, dict[str, pd.DataFrame]]:
     """(the HTML text, the RQ tables it shows) for a ``ResultStore``."""
-    from medrival.stats.questions import CachedPredictions, arm_summaries, research_questions
+    from medrival.stats.questions import CachedPredictions
 
     store = CachedPredictions(store)
-    tables = research_questions(store, metric=metric, n_resamples=n_resamples, seed=seed)
-    arms = arm_summaries(store, metric=metric, n_resamples=n_resamples, seed=seed)
+    analysis = _analyse(store, metric, n_resamples, seed)
     env = Environment(autoescape=True, undefined=StrictUndefined)
-    return env.from_string(_TEMPLATE).render(**_context(store, tables, metric, arms)), tables
+    return env.from_string(_TEMPLATE).render(**_context(store, analysis)), analysis.tables
 
 
 def write_report(store_dir: str | Path, out_path: str | Path | None = None, *, n_resamples: int = 2000,
-                 seed: int = 0) -> Path:
+                 seed: int = 0, metric: str = "auroc") -> Path:
     """Write the report of the store in ``store_dir`` (default ``<store_dir>/report/report.html``) and the RQ
-    tables as Markdown/LaTeX/CSV next to it; returns the HTML path."""
-    from medrival.store import ResultStore
-    from medrival.store import require_store
+    tables as Markdown/LaTeX/CSV next to it; returns the HTML path. ``metric`` is the one every comparison,
+    CI and plot uses (auroc, accuracy, balanced_accuracy, macro_f1 or brier, where lower wins)."""
+    from medrival.stats.weighted import check_metric_name
+    from medrival.store import ResultStore, require_store
 
     if n_resamples < 1:
         raise MedrivalError(f"--resamples must be a positive number of bootstrap resamples, got {n_resamples}; "
                             "use e.g. 2000.")
+    check_metric_name(metric)
     store = ResultStore(require_store(store_dir))
     out = Path(out_path) if out_path is not None else Path(store_dir) / "report" / "report.html"
     out.parent.mkdir(parents=True, exist_ok=True)
-    html, tables = render_report(store, n_resamples=n_resamples, seed=seed)
+    html, tables = render_report(store, n_resamples=n_resamples, seed=seed, metric=metric)
     out.write_text(html, encoding="utf-8")
     write_exports(tables, out.parent)
     return out

@@ -12,6 +12,7 @@ import pandas as pd
 from medrival.core.errors import ConfigError
 from medrival.core.registry import suggest
 from medrival.stats.questions import FULL, ZERO_SHOT, Arm, _finished_cells, compare_paired, paired_data
+from medrival.stats.weighted import LOWER_IS_BETTER
 
 
 def resolve_side(cells, text: str) -> dict[str, list[str]]:
@@ -66,7 +67,8 @@ def compare(store, side_a: str, side_b: str, *, metric: str = "auroc", n_resampl
                      "estimate_b": result.estimate_b, "n_items": result.n_items, "n_clusters": result.n_clusters,
                      "items_left_out": data.left_out, "delong_p": _delong_p(data, task, metric)})
         results.append(result)
-    verdicts = pd.DataFrame(verdict_table(results, level=level, correction="holm"))
+    verdicts = pd.DataFrame(verdict_table(results, level=level, correction="holm",
+                                          higher_is_better=metric not in LOWER_IS_BETTER))
     return pd.concat([pd.DataFrame(rows), verdicts.drop(columns=["label"], errors="ignore")], axis=1)
 
 

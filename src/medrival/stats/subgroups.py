@@ -46,11 +46,10 @@ from medrival.metrics.classification import (
     multilabel_auroc,
 )
 from medrival.stats.calibration import _check_task, brier_score
-from medrival.stats.weighted import check_metric_name, predictions  # one metric vocabulary with the bootstrap
+# One metric vocabulary with the bootstrap (names, prediction rule, which metrics are better when smaller).
+from medrival.stats.weighted import LOWER_IS_BETTER, check_metric_name, predictions
 
 MISSING = "missing"
-# Metrics where smaller is better; the best group is then the one with the smallest value.
-LOWER_IS_BETTER = frozenset({"brier", "brier_score", "ece", "expected_calibration_error", "log_loss"})
 
 MetricFn = Callable[[np.ndarray, np.ndarray], float]
 

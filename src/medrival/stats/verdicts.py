@@ -3,7 +3,8 @@
 Following Jeong et al. (2024), who found that medically adapted models rarely beat their generalist base once
 the uncertainty is accounted for, a model "wins" only when the confidence interval of the difference excludes
 zero: win when the CI lies above the margin, loss when it lies below minus the margin, tie otherwise. Higher
-metric values are taken as better (AUROC, accuracy, F1); for a loss-like metric, compare B - A instead.
+metric values are taken as better (AUROC, accuracy, F1) unless ``higher_is_better=False`` (Brier, ECE): then the
+verdicts are mirrored, so "win" always means "A is better".
 
 Two verdicts are reported per comparison in ``verdict_table``:
 
@@ -34,6 +35,9 @@ from medrival.stats.types import PairedComparison
 CORRECTIONS = {"holm": "Holm", "bh": "Benjamini-Hochberg", "none": "no correction"}
 
 
+_MIRROR = {"win": "loss", "loss": "win", "tie": "tie"}
+
+
 def _from_p(difference: float, p_value: float, alpha: float) -> str:
     """Win/loss when ``p_value < alpha`` (NaN-safe: NaN is not significant) and the sign decides; else tie."""
     if not (p_value < alpha) or math.isnan(difference) or difference == 0.0:
@@ -41,7 +45,16 @@ def _from_p(difference: float, p_value: float, alpha: float) -> str:
     return "win" if difference > 0 else "loss"
 
 
-def verdict(comparison: PairedComparison, *, margin: float = 0.0) -> str:
+def _oriented(word: str, higher_is_better: bool) -> str:
+    return word if higher_is_better else _MIRROR[word]
+
+
+def verdict(comparison: PairedComparison, *, margin: float = 0.0, higher_is_better: bool = True) -> str:
+    """The verdict of ``comparison`` (see ``_raw_verdict``), mirrored when lower metric values are better."""
+    return _oriented(_raw_verdict(comparison, margin), higher_is_better)
+
+
+def _raw_verdict(comparison: PairedComparison, margin: float) -> str:
     """Return "win" if the CI of A - B lies above ``margin``, "loss" if it lies below ``-margin``, else "tie".
 
     A comparison without a CI (the permutation test reports NaN bounds) falls back to its p-value: win/loss when
@@ -83,7 +96,7 @@ def _check_table_args(comparisons: list, level: float, correction: str, labels) 
 
 
 def verdict_table(comparisons: Sequence[PairedComparison], *, level: float = 0.95, correction: str = "holm",
-                  labels: Sequence[str] | None = None) -> list[dict]:
+                  labels: Sequence[str] | None = None, higher_is_better: bool = True) -> list[dict]:
     """One row per comparison: label, difference, low, high, p_value, p_holm, p_bh, verdict, verdict_corrected,
     plus p_corrected (the adjusted p-value used, per ``correction``) and correction.
 
@@ -91,7 +104,8 @@ def verdict_table(comparisons: Sequence[PairedComparison], *, level: float = 0.9
     only if the adjusted p-value per ``correction`` ("holm", "bh" or "none") is < 1 - ``level`` -- the sign of the
     difference then decides -- and tie otherwise; see the module docstring for why it is not a corrected CI.
     The family for Holm/BH is the list passed (NaN p-values excluded from it). Every comparison must have been
-    computed at ``level`` (a comparison without a level, NaN, is accepted).
+    computed at ``level`` (a comparison without a level, NaN, is accepted). With ``higher_is_better=False``
+    (Brier) both verdicts are mirrored: "win" means A's metric is significantly *lower*.
     """
     level = check_level(level)
     comparisons = list(comparisons)
@@ -104,8 +118,10 @@ def verdict_table(comparisons: Sequence[PairedComparison], *, level: float = 0.9
         rows.append({
             "label": labels[i] if labels is not None else f"comparison {i + 1}",
             "difference": c.difference, "low": c.low, "high": c.high, "p_value": c.p_value,
-            "p_holm": float(p_holm[i]), "p_bh": float(p_bh[i]), "verdict": verdict(c),
-            "verdict_corrected": _from_p(c.difference, float(p_corrected[i]), 1.0 - level),
+            "p_holm": float(p_holm[i]), "p_bh": float(p_bh[i]),
+            "verdict": verdict(c, higher_is_better=higher_is_better),
+            "verdict_corrected": _oriented(_from_p(c.difference, float(p_corrected[i]), 1.0 - level),
+                                           higher_is_better),
             "p_corrected": float(p_corrected[i]), "correction": correction})
     return rows
 
@@ -115,8 +131,10 @@ def _count(n: int, word: str) -> str:
     return f"{n} {word if n == 1 else plural}"
 
 
-def summary_line(rows: Sequence[dict], subject: str = "generalist+LoRA", object: str = "specialist") -> str:
-    """E.g. "generalist+LoRA ≥ specialist in 7/9 comparisons (2 wins, 5 ties, 2 losses); 2 significant after Holm".
+def summary_line(rows: Sequence[dict], subject: str = "generalist+LoRA", object: str = "specialist",
+                 scope: str = "") -> str:
+    """E.g. "generalist+LoRA ≥ specialist in 7/9 ID comparisons (2 wins, 5 ties, 2 losses); 2 significant after
+    Holm" (``scope="ID"``).
 
     "≥" counts the comparisons whose (uncorrected, CI) verdict is a win or a tie; "significant" counts those
     whose corrected verdict is a win or a loss, under the correction recorded in the rows of ``verdict_table``.
@@ -129,6 +147,7 @@ def summary_line(rows: Sequence[dict], subject: str = "generalist+LoRA", object:
     correction = corrections.pop() if corrections else "holm"
     significant = sum(r["verdict_corrected"] != "tie" for r in rows)
     after = "without correction" if correction == "none" else f"after {CORRECTIONS[correction]}"
-    return (f"{subject} ≥ {object} in {counts['win'] + counts['tie']}/{len(rows)} comparisons "
+    kind = f"{scope} comparisons" if scope else "comparisons"
+    return (f"{subject} ≥ {object} in {counts['win'] + counts['tie']}/{len(rows)} {kind} "
             f"({_count(counts['win'], 'win')}, {_count(counts['tie'], 'tie')}, {_count(counts['loss'], 'loss')}); "
             f"{significant} significant {after}")

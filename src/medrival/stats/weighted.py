@@ -43,6 +43,8 @@ from medrival.metrics.classification import (
 )
 
 METRIC_NAMES = ("auroc", "accuracy", "balanced_accuracy", "macro_f1", "brier")
+# Metrics where smaller is better: verdicts are mirrored and the best subgroup is the one with the smallest value.
+LOWER_IS_BETTER = frozenset({"brier", "brier_score", "ece", "expected_calibration_error", "log_loss"})
 TASKS = ("binary", "multiclass", "multilabel")
 _INT32_MAX = np.iinfo(np.int32).max
 

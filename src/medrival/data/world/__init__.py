@@ -67,6 +67,26 @@ def render(modality: str, split: str, n: int, *, seed: int = 0, size: int = 64, 
     return WorldSample(modality, split, images, attrs)
 
 
+_DEMOGRAPHICS_STREAM = 1  # a stream of its own, so adding attributes never changes a rendered image
+SEXES = ("female", "male")
+
+
+def demographics(modality: str, split: str, n: int, *, seed: int = 0, start: int = 0) -> dict[str, np.ndarray]:
+    """Synthetic patient attributes (``sex``, ``age`` in years) for samples ``start .. start+n-1``.
+
+    They are drawn independently of the image and its label, so any subgroup gap a study finds on the demo
+    world is chance: the demo shows how subgroup CIs read when there is nothing to find.
+    """
+    sex = np.empty(n, dtype=object)
+    age = np.empty(n, dtype=np.int64)
+    for offset in range(n):
+        rng = np.random.default_rng([seed, _MODALITY_CODES[modality], _SPLIT_CODES[split], start + offset,
+                                     _DEMOGRAPHICS_STREAM])
+        sex[offset] = SEXES[int(rng.integers(2))]
+        age[offset] = int(rng.integers(18, 91))
+    return {"sex": sex, "age": age}
+
+
 def caption(modality: str, attrs: dict, rng: np.random.Generator, style: str, medical_rate: float = 0.0) -> str:
     """A lay caption (``style="generic"``) or a report-style sentence (``style="report"``) for one sample."""
     module = generator(modality)

@@ -1,0 +1,72 @@
+"""Rows of the report's subgroup and VQA sections, as plain strings (the template escapes them)."""
+from __future__ import annotations
+
+import pandas as pd
+
+from medrival.report.tables import one_line
+
+VQA_EXAMPLES = 8  # wrong answers shown per VQA cell: enough to see a failure pattern, short enough to read
+ANSWER_WIDTH = 160
+# Per-item score columns that say whether an answer was right, in order of preference.
+CORRECTNESS_COLUMNS = ("closed_accuracy", "exact_match")
+
+
+def number(value) -> str:
+    return "n/a" if value is None or pd.isna(value) else f"{value:.3f}"
+
+
+def subgroup_rows(groups: pd.DataFrame) -> list[list[str]]:
+    """dataset, model+method, attribute, group, n, estimate [CI], note (too small / undefined / no CI)."""
+    if groups.empty:
+        return []
+    return [[str(r["dataset"]), str(r["arm"]), str(r["attribute"]), str(r["group"]), str(r["n"]),
+             f"{number(r['estimate'])} [{number(r['low'])}, {number(r['high'])}]", str(r["note"])]
+            for r in groups.to_dict("records")]
+
+
+def gap_rows(gaps: pd.DataFrame) -> list[list[str]]:
+    """dataset, model+method, attribute, best group, worst group, gap, groups compared (excluded)."""
+    if gaps.empty:
+        return []
+    rows = []
+    for r in gaps.to_dict("records"):
+        best = f"{r['best_group']} ({number(r['best'])})" if r["best_group"] is not None else "n/a"
+        worst = f"{r['worst_group']} ({number(r['worst'])})" if r["worst_group"] is not None else "n/a"
+        gap = number(r["gap"]) if not pd.isna(r["gap"]) else f"n/a: {r['note']}"
+        rows.append([str(r["dataset"]), str(r["arm"]), str(r["attribute"]), best, worst, gap,
+                     f"{r['n_groups']} ({r['n_excluded']} excluded)"])
+    return rows
+
+
+def _wrong_answers(frame: pd.DataFrame) -> pd.DataFrame:
+    """Items scored 0 by the first correctness column present (closed accuracy for closed questions, exact match
+    otherwise); all items when the frame has no score column."""
+    wrong = pd.Series(False, index=frame.index)
+    decided = pd.Series(False, index=frame.index)
+    for column in CORRECTNESS_COLUMNS:
+        if column in frame.columns:
+            values = pd.to_numeric(frame[column], errors="coerce")
+            use = ~decided & values.notna()  # the first score that applies to the item decides
+            wrong |= use & (values < 1)
+            decided |= use
+    return frame[wrong] if decided.any() else frame
+
+
+def vqa_sections(store, records) -> list[dict]:
+    """One entry per finished VQA cell: its name, answer-type counts and a few wrong answers."""
+    sections = []
+    for record in records:
+        spec = record.spec
+        if record.status != "done" or spec.get("task") != "vqa" or not store.has_predictions(record.cell_id):
+            continue
+        frame = store.predictions(record.cell_id)
+        types = frame["answer_type"].astype(str).value_counts().sort_index() if "answer_type" in frame else {}
+        shown = _wrong_answers(frame).head(VQA_EXAMPLES)
+        rows = [[one_line(r.get("question", ""), ANSWER_WIDTH), str(r.get("answer_type", "")),
+                 one_line(r.get("answer", ""), ANSWER_WIDTH), one_line(r.get("response", ""), ANSWER_WIDTH)]
+                for r in shown.to_dict("records")]
+        sections.append({"cell": record.cell_id, "dataset": str(spec.get("dataset", "")),
+                         "arm": f"{spec.get('model', '')}+{spec.get('method', '')}",
+                         "counts": ", ".join(f"{n} {kind}" for kind, n in dict(types).items()) or "no answer types",
+                         "rows": rows})
+    return sections
