@@ -12,6 +12,22 @@ from medrival.metrics.classification import (
     multiclass_auroc,
     multilabel_auroc,
 )
+from medrival.metrics.vqa import (
+    NORMALISATION_VERSION,
+    VQA_METRICS,
+    answer_tokens,
+    bleu1,
+    closed_accuracy,
+    exact_match,
+    extract_choice,
+    normalise_answer,
+    open_recall_at_0_75,
+    rouge_l,
+    score_answers,
+    summarise,
+    token_f1,
+    token_recall,
+)
 
 METRICS: Registry = Registry("metric")
 for _fn in (binary_auroc, multiclass_auroc, multilabel_auroc, accuracy, balanced_accuracy, macro_f1):
@@ -28,4 +44,19 @@ __all__ = [
     "macro_f1",
     "multiclass_auroc",
     "multilabel_auroc",
+    # VQA answer scoring (medrival.metrics.vqa)
+    "NORMALISATION_VERSION",
+    "VQA_METRICS",
+    "answer_tokens",
+    "bleu1",
+    "closed_accuracy",
+    "exact_match",
+    "extract_choice",
+    "normalise_answer",
+    "open_recall_at_0_75",
+    "rouge_l",
+    "score_answers",
+    "summarise",
+    "token_f1",
+    "token_recall",
 ]
