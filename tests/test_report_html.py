@@ -64,7 +64,7 @@ def test_report_has_every_section_and_a_plot_each(report, study_dir):
     path, html = report
     assert path == study_dir / "report" / "report.html" and html.startswith("<!DOCTYPE html>")
     for heading in ("RQ1:", "RQ2:", "RQ3:", "Per-dataset results", "Few-shot curves", "Cost vs performance",
-                    "Failed cells", "Skipped items", "Provenance"):
+                    "Failed cells", "Skipped items", "Provenance", "Subgroups (auroc)", "Operating points"):
         assert heading in html
     # Three forest plots, per-dataset bars, few-shot curves, cost: six figures.
     assert len(_svgs(html)) == 6 and html.count("<svg") == 6
@@ -209,6 +209,8 @@ def test_names_from_the_store_are_escaped_in_html_and_svg(tmp_path):
     # The class names, the subgroup attribute and value, and the VQA question, reference and answer, all escaped.
     for text in ("where&lt;script&gt;", "left&lt;script&gt;", "right&lt;script&gt;"):
         assert text in vqa
+    points = html[html.index('id="operating"'):]
+    assert "no validation predictions stored" in points  # a store written without them says so per row
     subgroups = html[html.index('id="subgroups"'):]
     assert "site&lt;script&gt;" in subgroups and "h&lt;script&gt;alert(1)&lt;/script&gt;" in subgroups
 
@@ -272,5 +274,9 @@ def test_report_metric_option_and_subgroup_section(study_dir, tmp_path):
     subgroups = html[html.index('id="subgroups"'):html.index('id="fewshot"')]
     assert "worst group" in subgroups and "60-79" in subgroups and "female" in subgroups
     assert "assigns sex and age at random" in subgroups
+    from medrival.stats.study_operating_points import study_operating_points
+
+    points = study_operating_points(ResultStore(study_dir), n_resamples=50).iloc[0]
+    assert f"{points['sensitivity']:.3f} [{points['sensitivity_low']:.3f}, " in html
     with pytest.raises(UnknownMetricError, match="balanced_accuracy"):
         write_report(study_dir, tmp_path / "x.html", metric="balanced_acc")

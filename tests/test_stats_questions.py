@@ -5,7 +5,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from medrival.core.errors import ConfigError
+from medrival.core.errors import ConfigError, UnknownNameError
 from medrival.store import ResultStore
 from medrival.study.runner import run_study
 from medrival.study.spec import parse_study
@@ -193,3 +193,36 @@ def test_a_store_without_subgroup_columns_has_no_subgroup_rows(tmp_path):
                             "prob_no": [0.6, 0.3], "prob_yes": [0.4, 0.7]}))
     groups, gaps = study_subgroups(empty)
     assert groups.empty and gaps.empty
+
+
+def test_binary_cells_store_validation_predictions_and_thresholds_come_from_them(store):
+    from medrival.stats.study_operating_points import study_operating_points
+    from medrival.stats.thresholds import choose_threshold
+
+    cell = next(r for r in store.records() if r.spec["dataset"] == "demo-xray"
+                and r.spec["model"] == "demo-generalist-clip" and r.spec["method"] == "linear_probe")
+    val, test = store.predictions(cell.cell_id, split="val"), store.predictions(cell.cell_id)
+    assert len(val) == 300 and len(test) == 600 and "split" not in test.columns
+    assert val["sample_id"].str.startswith("demo-xray/val/").all()
+    derm = next(r for r in store.records() if r.spec["dataset"] == "demo-dermoscopy")
+    assert store.predictions(derm.cell_id, split="val").empty  # multiclass: no operating point, nothing stored
+    points = study_operating_points(store, n_resamples=200).set_index(["dataset", "arm"])
+    assert set(points.index.get_level_values("dataset")) == {"demo-xray"} and len(points) == 4
+    row = points.loc[("demo-xray", "demo-generalist-clip+linear_probe")]
+    threshold = choose_threshold(val["label"], val["prob_pneumonia"], rule="youden")
+    assert row["threshold"] == threshold and row["n_val"] == 300
+    positive = test["label"] == 1
+    predicted = test["prob_pneumonia"] >= threshold
+    assert row["sensitivity"] == pytest.approx((predicted & positive).sum() / positive.sum())
+    assert row["specificity"] == pytest.approx((~predicted & ~positive).sum() / (~positive).sum())
+    assert row["sensitivity_low"] <= row["sensitivity"] <= row["sensitivity_high"]
+    with pytest.raises(UnknownNameError, match="Did you mean 'youden'"):
+        study_operating_points(store, rule="youdn")
+
+
+def test_predictions_split_is_checked(store):
+    from medrival.core.errors import DataError
+
+    cell = store.records()[0].cell_id
+    with pytest.raises(DataError, match="split must be one of test, val"):
+        store.predictions(cell, split="train")

@@ -18,7 +18,7 @@ from jinja2 import Environment, StrictUndefined
 from medrival.core.errors import MedrivalError
 from medrival.report import plots
 from medrival.report.exports import RQ_HEADERS, rq_csv, rq_latex, rq_markdown, rq_rows
-from medrival.report.sections import gap_rows, number, subgroup_rows, vqa_sections
+from medrival.report.sections import gap_rows, number, operating_point_rows, subgroup_rows, vqa_sections
 from medrival.report.tables import is_synthetic, one_line, SYNTHETIC_NOTE
 
 RQ_TITLES = {
@@ -75,6 +75,14 @@ each arm; ages in bands). Groups under {{ min_group }} items are shown but left 
 {% for row in subgroups %}<tr>{% for cell in row %}<td>{{ cell }}</td>{% endfor %}</tr>{% endfor %}</table>
 </details>
 {% else %}<p>No dataset in this study records subgroup attributes (sex, age, race, ...).</p>{% endif %}
+<h2 id="operating">Operating points (binary tasks)</h2>
+{% if points %}<p>Each threshold maximises Youden's J (sensitivity + specificity - 1) on the cell's validation
+predictions and is then applied to test unchanged; sensitivity and specificity carry cluster-bootstrap CIs
+({{ subgroup_resamples }} resamples, within each class).</p>
+<table><tr><th>dataset</th><th>model+method</th><th>threshold</th><th>sensitivity [CI]</th>
+<th>specificity [CI]</th><th>PPV</th><th>NPV</th><th>validation n</th></tr>
+{% for row in points %}<tr>{% for cell in row %}<td>{{ cell }}</td>{% endfor %}</tr>{% endfor %}</table>
+{% else %}<p>No binary task in this study.</p>{% endif %}
 {% if fewshot %}<h2 id="fewshot">Few-shot curves ({{ metric }})</h2>
 <div class="plot">{{ fewshot | safe }}</div>{% endif %}
 <h2 id="cost">Cost vs performance</h2>
@@ -169,7 +177,8 @@ def _arm_rows(arms: pd.DataFrame) -> list[list[str]]:
              number(r["brier"]), f"{r['n_items']} ({r['n_clusters']})"] for r in arms.to_dict("records")]
 
 
-SUBGROUP_RESAMPLES = 1000  # per group and arm: a study has many of them, and 1,000 resamples fix a 95% CI well
+# Per subgroup or operating point and arm: a study has many of them, and 1,000 resamples fix a 95% CI well.
+SUBGROUP_RESAMPLES = 1000
 MIN_GROUP = 20  # groups smaller than this are shown but not used for the worst-group gap
 
 
@@ -182,18 +191,21 @@ class _Analysis:
     arms: pd.DataFrame
     subgroups: pd.DataFrame
     gaps: pd.DataFrame
+    points: pd.DataFrame
     subgroup_resamples: int
 
 
 def _analyse(store, metric: str, n_resamples: int, seed: int) -> _Analysis:
     from medrival.stats.questions import arm_summaries, research_questions
+    from medrival.stats.study_operating_points import study_operating_points
     from medrival.stats.study_subgroups import study_subgroups
 
     tables = research_questions(store, metric=metric, n_resamples=n_resamples, seed=seed)
     arms = arm_summaries(store, metric=metric, n_resamples=n_resamples, seed=seed)
     resamples = min(n_resamples, SUBGROUP_RESAMPLES)
     groups, gaps = study_subgroups(store, metric=metric, n_resamples=resamples, seed=seed, min_size=MIN_GROUP)
-    return _Analysis(metric, tables, arms, groups, gaps, resamples)
+    points = study_operating_points(store, rule="youden", n_resamples=resamples, seed=seed)
+    return _Analysis(metric, tables, arms, groups, gaps, points, resamples)
 
 
 def _context(store, analysis: _Analysis) -> dict:
@@ -207,6 +219,7 @@ def _context(store, analysis: _Analysis) -> dict:
             "bars": _checked_svg(plots.dataset_bars(frame, metric, arms)), "arms": _arm_rows(arms),
             "gaps": gap_rows(analysis.gaps), "subgroups": subgroup_rows(analysis.subgroups),
             "subgroup_resamples": analysis.subgroup_resamples, "min_group": MIN_GROUP,
+            "points": operating_point_rows(analysis.points),
             "fewshot": _checked_svg(plots.fewshot_curves(frame, metric)),
             "cost": _checked_svg(plots.cost_plot(frame, metric)), "vqa": vqa_sections(store, records),
             "failed": _failed_rows(records), "skipped": skipped}

@@ -38,6 +38,21 @@ def gap_rows(gaps: pd.DataFrame) -> list[list[str]]:
     return rows
 
 
+def operating_point_rows(points: pd.DataFrame) -> list[list[str]]:
+    """dataset, model+method, threshold, sensitivity [CI], specificity [CI], PPV, NPV, validation n (or the note
+    saying why a row has no numbers)."""
+    rows = []
+    for r in points.to_dict("records") if not points.empty else []:
+        if r.get("note"):
+            rows.append([str(r["dataset"]), str(r["arm"]), "n/a", "n/a", "n/a", "n/a", "n/a", str(r["note"])])
+            continue
+        rows.append([str(r["dataset"]), str(r["arm"]), f"{r['threshold']:.4g}",
+                     f"{number(r['sensitivity'])} [{number(r['sensitivity_low'])}, {number(r['sensitivity_high'])}]",
+                     f"{number(r['specificity'])} [{number(r['specificity_low'])}, {number(r['specificity_high'])}]",
+                     number(r["ppv"]), number(r["npv"]), str(r["n_val"])])
+    return rows
+
+
 def _wrong_answers(frame: pd.DataFrame) -> pd.DataFrame:
     """Items scored 0 by the first correctness column present (closed accuracy for closed questions, exact match
     otherwise); all items when the frame has no score column."""

@@ -47,10 +47,11 @@ class CachedPredictions:
     def __init__(self, store):
         self._store, self._frames = store, {}
 
-    def predictions(self, cell_id: str) -> pd.DataFrame:
-        if cell_id not in self._frames:
-            self._frames[cell_id] = self._store.predictions(cell_id)
-        return self._frames[cell_id]
+    def predictions(self, cell_id: str, split: str = "test") -> pd.DataFrame:
+        key = (cell_id, split)
+        if key not in self._frames:
+            self._frames[key] = self._store.predictions(cell_id, split=split)
+        return self._frames[key]
 
     def __getattr__(self, name: str):  # records(), get(), has_predictions(), root, ...
         return getattr(self._store, name)

@@ -185,6 +185,10 @@ def _clean_temp_files(directory: Path) -> list[Path]:
     return removed
 
 
+PREDICTION_SPLITS = ("test", "val")
+SPLIT_COLUMN = "split"  # which split a stored prediction row belongs to
+
+
 def _atomic_write_parquet(frame: pd.DataFrame, target: Path) -> None:
     """Write ``frame`` to ``target`` via a temp file + ``os.replace``; on any error no partial file remains."""
     tmp = target.with_name(f".{target.stem}.{os.getpid()}.{uuid.uuid4().hex[:8]}{_TMP_SUFFIX}")
@@ -370,8 +374,19 @@ class ResultStore:
         name = self._predictions_file_of(cell_id)
         return name is not None and (self._paths.predictions_dir / name).is_file()
 
-    def predictions(self, cell_id: str) -> pd.DataFrame:
-        """The per-sample predictions of a cell; raises ``MedrivalError`` when there are none."""
+    def predictions(self, cell_id: str, split: str = "test") -> pd.DataFrame:
+        """The per-sample predictions of a cell on ``split`` ("test", or "val" where the cell stored its
+        validation predictions: binary tasks, for thresholds chosen on validation); raises ``MedrivalError``
+        when the cell has none. A file without a ``split`` column (older stores) holds test predictions only."""
+        if split not in PREDICTION_SPLITS:
+            raise DataError(f"split must be one of {', '.join(PREDICTION_SPLITS)}, got {split!r}.")
+        frame = self._prediction_file(cell_id)
+        if SPLIT_COLUMN not in frame.columns:
+            return frame if split == "test" else frame.iloc[0:0]
+        chosen = frame[frame[SPLIT_COLUMN] == split].drop(columns=SPLIT_COLUMN)
+        return chosen.reset_index(drop=True)
+
+    def _prediction_file(self, cell_id: str) -> pd.DataFrame:
         rows = self._query("SELECT status, predictions_file FROM cells WHERE cell_id = ?", (cell_id,))
         if not rows:
             raise MedrivalError(f"No result for cell {cell_id!r} in {str(self.root)!r}; "

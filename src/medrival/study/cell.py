@@ -157,7 +157,8 @@ def skipped_images(cell: CellSpec, context: CellContext) -> dict[str, dict[str, 
 
 
 def _fit_and_predict(cell: CellSpec, context: CellContext):
-    """Fit on train/val, predict test; returns (output, test split, timing and size facts)."""
+    """Fit on train/val, predict test; returns (output, test split, timing and size facts, validation
+    predictions or None)."""
     model = context.model(cell.model, cell.weights)
     train, val, test = budgeted_splits(cell, context)
     if cell.method != "zero_shot":  # every other method learns from the training labels
@@ -176,7 +177,18 @@ def _fit_and_predict(cell: CellSpec, context: CellContext):
         facts["skipped_images"] = skipped
     if context.checkpoint_dir is not None and hasattr(method, "save"):
         method.save(context.checkpoint_dir / cell_id(cell))
-    return output, test, facts
+    return output, test, facts, _validation_predictions(method, val, facts)
+
+
+def _validation_predictions(method, val: ClassificationSplit, facts: dict) -> pd.DataFrame | None:
+    """Binary cells also store their validation predictions, so that a report can fix a decision threshold on
+    validation and show the operating point it gives on test (never choosing it on test)."""
+    if val.info.task is not TaskKind.BINARY or len(val) == 0:
+        return None
+    started = time.perf_counter()
+    frame = predictions_frame(val, method.predict(val).probabilities)
+    facts["val_predict_s"] = time.perf_counter() - started
+    return frame
 
 
 def execute_cell(cell: CellSpec, context: CellContext) -> tuple[CellRecord, pd.DataFrame | None]:
@@ -184,7 +196,7 @@ def execute_cell(cell: CellSpec, context: CellContext) -> tuple[CellRecord, pd.D
     started_at, started = utc_now(), time.perf_counter()
     try:
         with PeakMemory() as peak:
-            output, test, facts = _fit_and_predict(cell, context)
+            output, test, facts, val_frame = _fit_and_predict(cell, context)
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always", UndefinedMetricWarning)
             metrics = compute_classification_metrics(test.info.task, test.labels, output.probabilities,
@@ -198,4 +210,7 @@ def execute_cell(cell: CellSpec, context: CellContext) -> tuple[CellRecord, pd.D
         cost["metric_notes"] = notes
     record = CellRecord(cell_id(cell), describe_cell(cell), "done", metrics, cost, capture(cell.seed),
                         started_at=started_at, finished_at=utc_now())
-    return record, predictions_frame(test, output.probabilities)
+    frame = predictions_frame(test, output.probabilities).assign(split="test")
+    if val_frame is not None:
+        frame = pd.concat([frame, val_frame.assign(split="val")], ignore_index=True)
+    return record, frame
