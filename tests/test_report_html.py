@@ -107,6 +107,7 @@ def test_failed_cells_are_listed_with_their_error_escaped(report):
     _, html = report
     failed = html[html.index('id="failed"'):html.index('id="skipped"')]
     assert "failedcell0001" in failed and "lora" in failed and "boom &lt;b&gt;" in failed
+    assert "Every image of every finished cell was read." in html
     assert "boom <b>" not in html
 
 
@@ -180,9 +181,11 @@ def _evil_store(root) -> ResultStore:
         predictions = pd.DataFrame({"sample_id": ids, "cluster_id": ids, f"sg_site{EVIL}": [f"h{EVIL}", "b"] * 30,
                                     "label": labels, "prediction": (p > 0.5).astype(int),
                                     f"prob_no{EVIL}": 1 - p, f"prob_yes{EVIL}": p})
+        skipped = {"test": {"missing": 2, f"unreadable{EVIL}": 1}} if i == 0 else {}
         store.save(CellRecord(cell_id=f"evil{i}", status="done", metrics={"auroc": 0.7 + 0.1 * i},
                               spec={**base, "model": model, "role": role, "method": method, "pair": pair},
-                              cost={"trainable_params": params, "wall_s": 1.0}), predictions)
+                              cost={"trainable_params": params, "wall_s": 1.0, "skipped_images": skipped}),
+                   predictions)
     store.save(CellRecord(cell_id="evil-failed", status="failed", error=EVIL,
                           spec={**base, "model": f"gen{EVIL}", "method": f"m{EVIL}"}))
     answers = pd.DataFrame({"sample_id": ["q0", "q1"], "cluster_id": ["i0", "i0"], "answer_type": ["open", "closed"],
@@ -209,6 +212,8 @@ def test_names_from_the_store_are_escaped_in_html_and_svg(tmp_path):
     # The class names, the subgroup attribute and value, and the VQA question, reference and answer, all escaped.
     for text in ("where&lt;script&gt;", "left&lt;script&gt;", "right&lt;script&gt;"):
         assert text in vqa
+    left_out = html[html.index('id="skipped-images"'):]
+    assert "evil0" in left_out and "test: 2 missing, 1 unreadable&lt;script&gt;" in left_out
     points = html[html.index('id="operating"'):]
     assert "no validation predictions stored" in points  # a store written without them says so per row
     subgroups = html[html.index('id="subgroups"'):]

@@ -18,7 +18,14 @@ from jinja2 import Environment, StrictUndefined
 from medrival.core.errors import MedrivalError
 from medrival.report import plots
 from medrival.report.exports import RQ_HEADERS, rq_csv, rq_latex, rq_markdown, rq_rows
-from medrival.report.sections import gap_rows, number, operating_point_rows, subgroup_rows, vqa_sections
+from medrival.report.sections import (
+    gap_rows,
+    number,
+    operating_point_rows,
+    skipped_image_rows,
+    subgroup_rows,
+    vqa_sections,
+)
 from medrival.report.tables import is_synthetic, one_line, SYNTHETIC_NOTE
 
 RQ_TITLES = {
@@ -100,6 +107,12 @@ predictions and is then applied to test unchanged; sensitivity and specificity c
 {% if skipped %}<table><tr><th>RQ</th><th>dataset</th><th>A</th><th>B</th><th>items left out</th></tr>
 {% for s in skipped %}<tr>{% for cell in s %}<td>{{ cell }}</td>{% endfor %}</tr>{% endfor %}</table>
 {% else %}<p>No test items were left out of any comparison (both arms scored every item).</p>{% endif %}
+<h3 id="skipped-images">Images left out of cells</h3>
+{% if skipped_images %}<p>Missing or unreadable image files are skipped and counted (use <code>strict_images: true</code>
+to fail instead); the metrics of these cells are over the images that could be read.</p>
+<table><tr><th>cell id</th><th>model</th><th>dataset</th><th>method</th><th>left out</th></tr>
+{% for s in skipped_images %}<tr>{% for cell in s %}<td>{{ cell }}</td>{% endfor %}</tr>{% endfor %}</table>
+{% else %}<p>Every image of every finished cell was read.</p>{% endif %}
 </body></html>
 """
 
@@ -222,7 +235,7 @@ def _context(store, analysis: _Analysis) -> dict:
             "points": operating_point_rows(analysis.points),
             "fewshot": _checked_svg(plots.fewshot_curves(frame, metric)),
             "cost": _checked_svg(plots.cost_plot(frame, metric)), "vqa": vqa_sections(store, records),
-            "failed": _failed_rows(records), "skipped": skipped}
+            "failed": _failed_rows(records), "skipped": skipped, "skipped_images": skipped_image_rows(records)}
 
 
 def render_report(store, *, n_resamples: int = 2000, seed: int = 0, metric: str = "auroc"

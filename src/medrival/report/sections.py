@@ -53,6 +53,20 @@ def operating_point_rows(points: pd.DataFrame) -> list[list[str]]:
     return rows
 
 
+def skipped_image_rows(records) -> list[list[str]]:
+    """cell id, model, dataset, method, "train: 3 missing; test: 1 unreadable" for cells that skipped images."""
+    rows = []
+    for r in records:
+        skipped = (r.cost or {}).get("skipped_images") or {}
+        if r.status != "done" or not skipped:
+            continue
+        text = "; ".join(f"{split}: " + ", ".join(f"{n} {why}" for why, n in sorted(reasons.items()))
+                         for split, reasons in sorted(skipped.items()))
+        rows.append([r.cell_id, str(r.spec.get("model", "")), str(r.spec.get("dataset", "")),
+                     str(r.spec.get("method", "")), text])
+    return rows
+
+
 def _wrong_answers(frame: pd.DataFrame) -> pd.DataFrame:
     """Items scored 0 by the first correctness column present (closed accuracy for closed questions, exact match
     otherwise); all items when the frame has no score column."""
