@@ -1,0 +1,467 @@
+"""The generative protocol served over transformers' image-text-to-text models (LLaVA and kin).
+
+Every conversation is rendered with the checkpoint's own chat template: one user turn holding the image and the
+prompt, then the assistant's reply. Three uses share that rendering:
+
+- ``generate``: greedy decoding of the reply, batched with left padding (new tokens follow every row's prompt).
+- ``score_options``: the log-likelihood of each candidate answer as the beginning of the reply, so a generative
+  model can be scored as a classifier (with a real AUROC).
+- ``training_batch`` / ``loss``: the reply (answer + end-of-turn token) is the only supervised part; prompt,
+  image and template tokens and padding carry the ignore label -100.
+
+A reply is appended to the rendered generation prompt as ``separator + answer``, where the separator is what the
+template itself writes between its generation prompt and an assistant message's content (e.g. one space). The
+answer's tokens are those of the whole text beyond the tokens of the prompt alone (as lm-evaluation-harness does).
+"""
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import inspect
+from functools import cached_property
+from typing import Any, Sequence
+
+import numpy as np
+
+from medrival.core.errors import DataError, MedrivalError
+from medrival.models.preprocessing import check_texts
+
+__all__ = ["GenerativeModel", "load_generative_model"]
+
+IGNORE_INDEX = -100  # the label torch's cross-entropy (and transformers' loss) skips
+_SENTINEL = "MEDRIVALREPLYSENTINEL"  # stands for a reply when the template is probed for its separator
+
+# Where image-text-to-text models keep their parts, first match wins (LLaVA-style names in transformers 5, then
+# older or other layouts). Names are module-name prefixes in the wrapped model.
+_GROUP_CANDIDATES = {
+    "llm": ("model.language_model", "language_model.model", "language_model"),
+    "projector": ("model.multi_modal_projector", "multi_modal_projector", "model.connector", "model.visual.merger"),
+    "vision": ("model.vision_tower", "vision_tower", "model.vision_model", "model.visual"),
+}
+
+
+# ------------------------------------------------------------------------------------------------ input checks
+def _as_images(images) -> list:
+    """uint8 N x H x W x 3 array or list of H x W x 3 arrays (or PIL images) -> list of RGB PIL images."""
+    from PIL import Image
+
+    if isinstance(images, np.ndarray) and images.ndim != 4:
+        raise DataError(f"images must be a uint8 array N x H x W x 3 or a list of H x W x 3 arrays; got an array "
+                        f"of shape {images.shape}.")
+    if isinstance(images, (str, bytes)) or not hasattr(images, "__len__"):
+        raise DataError(f"images must be a uint8 array N x H x W x 3 or a list of H x W x 3 arrays; got "
+                        f"{type(images).__name__}.")
+    result = []
+    for index, image in enumerate(images):
+        if isinstance(image, Image.Image):
+            result.append(image.convert("RGB"))
+            continue
+        image = np.asarray(image)
+        if image.ndim != 3 or image.shape[-1] != 3 or image.dtype != np.uint8:
+            raise DataError(f"image {index} has shape {image.shape} and dtype {image.dtype}; expected an RGB "
+                            "uint8 array H x W x 3 (convert grey images with np.repeat(x[..., None], 3, -1)).")
+        result.append(Image.fromarray(image))
+    return result
+
+
+def _check_lengths(**named: Sequence) -> int:
+    """The common length of the named sequences, or ``DataError`` naming them all."""
+    lengths = {name: len(values) for name, values in named.items()}
+    if len(set(lengths.values())) > 1:
+        given = ", ".join(f"{count} {name}" for name, count in lengths.items())
+        raise DataError(f"got {given}; each image needs exactly one of each (same lengths, same order).")
+    return next(iter(lengths.values()))
+
+
+def _token_limits(max_new_tokens, count: int) -> list[int]:
+    """``max_new_tokens`` as one positive int per prompt."""
+    limits = [max_new_tokens] * count if isinstance(max_new_tokens, (int, np.integer)) else list(max_new_tokens)
+    if len(limits) != count:
+        raise DataError(f"max_new_tokens has {len(limits)} values for {count} prompts; give one int for all or "
+                        "one per prompt.")
+    if not all(isinstance(v, (int, np.integer)) and not isinstance(v, bool) and v >= 1 for v in limits):
+        raise DataError(f"max_new_tokens must be positive integers; got {max_new_tokens!r}.")
+    return [int(v) for v in limits]
+
+
+def _option_rows(options, count: int) -> list[list[str]]:
+    """``options`` (one list of K strings for all prompts, or N lists of K strings) as N lists of K strings."""
+    if isinstance(options, (str, bytes)) or not hasattr(options, "__iter__"):
+        raise DataError(f"options must be a list of strings (or one list per prompt); got {type(options).__name__}.")
+    options = list(options)
+    if not options:
+        raise DataError("options is empty; give at least one answer option (e.g. ['yes', 'no']).")
+    if all(isinstance(o, str) for o in options):
+        rows = [options] * count
+    elif all(not isinstance(o, (str, bytes)) and hasattr(o, "__iter__") for o in options):
+        rows = [list(row) for row in options]
+        if len(rows) != count:
+            raise DataError(f"options holds {len(rows)} lists for {count} prompts; give one list for all prompts "
+                            "or one list per prompt.")
+    else:
+        raise DataError("options must be a list of strings or a list of lists of strings, not a mix.")
+    widths = {len(row) for row in rows}
+    if 0 in widths:
+        raise DataError("some prompt has an empty list of options; give at least one answer option per prompt.")
+    if len(widths) > 1:
+        raise DataError(f"every prompt needs the same number of options; got {sorted(widths)}.")
+    for index, row in enumerate(rows):
+        if not all(isinstance(o, str) and o.strip() for o in row):
+            raise DataError(f"options for prompt {index} must be non-empty strings; got {row!r}.")
+    return rows
+
+
+@contextlib.contextmanager
+def _padding_side(tokenizer, side: str):
+    """Pad on ``side`` for one call: generation needs left padding, teacher forcing right padding."""
+    previous = tokenizer.padding_side
+    tokenizer.padding_side = side
+    try:
+        yield
+    finally:
+        tokenizer.padding_side = previous
+
+
+def _continuation_logprobs(logits, input_ids, first_position: int, starts, ends):
+    """Sum over rows of log p(token t | tokens < t) for t in [starts[r], ends[r]).
+
+    ``logits`` holds the positions from ``first_position`` on; the logit predicting token t sits at t - 1.
+    """
+    import torch
+
+    logprobs = torch.log_softmax(logits.float(), dim=-1)
+    totals = []
+    for row, (start, end) in enumerate(zip(starts, ends)):
+        targets = input_ids[row, start:end]
+        rows = logprobs[row, start - 1 - first_position:end - 1 - first_position]
+        totals.append(rows.gather(-1, targets[:, None]).sum().item())
+    return totals
+
+
+@contextlib.contextmanager
+def _evaluating(model):
+    """Eval mode (no dropout) for inference, restoring the caller's mode: methods evaluate mid-training."""
+    import torch
+
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.inference_mode():
+            yield
+    finally:
+        model.train(was_training)
+
+
+# ------------------------------------------------------------------------------------------------- the adapter
+class GenerativeModel:
+    """An image-text-to-text model with its processor, behind medrival's generative protocol."""
+
+    family = "generative"
+
+    def __init__(self, card: Any, model: Any, processor: Any, weights_id: str):
+        self.card = card
+        self.source: tuple[str, dict] | None = None  # (path or repo, load options): lets QLoRA reload in 4-bit
+        self.model = model.eval()
+        self.processor = processor
+        self._weights_id = weights_id
+        self._model_class = type(model).__name__  # kept: wrapping self.model (peft) must not change the id
+        tokenizer = processor.tokenizer
+        if tokenizer.pad_token is None:
+            # Batching needs a pad token; padded positions are masked out, so eos can serve (usual for Llama).
+            tokenizer.pad_token = tokenizer.eos_token
+
+    # ----------------------------------------------------------------------------------------- identity, device
+    @property
+    def fingerprint(self) -> str:
+        """Identifies the weights and the model class, so cached outputs are reused only when both match."""
+        text = f"{self._weights_id}|{self._model_class}"
+        return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+    @property
+    def device(self):
+        return next(self.model.parameters()).device
+
+    def to(self, device) -> "GenerativeModel":
+        self.model.to(device)
+        return self
+
+    def num_parameters(self) -> int:
+        return sum(p.numel() for p in self.model.parameters())
+
+    def trainable_parameters(self) -> int:
+        return sum(p.numel() for p in self.model.parameters() if p.requires_grad)
+
+    # -------------------------------------------------------------------------------------- conversation layout
+    def _render(self, prompts: list[str]) -> list[str]:
+        """Chat-template texts of one user turn (image + prompt) followed by the assistant's prefix, per prompt."""
+        if not prompts:
+            return []
+        # One call for all conversations: each apply_chat_template call has a fixed cost of tens of ms.
+        conversations = [[{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": prompt}]}]
+                         for prompt in prompts]
+        return list(self.processor.apply_chat_template(conversations, add_generation_prompt=True, tokenize=False))
+
+    @cached_property
+    def _reply_format(self) -> tuple[str, str]:
+        """(separator, end-of-turn token): what the template writes before and after an assistant reply.
+
+        Found by rendering a conversation whose reply is a sentinel word, so answers are appended exactly as the
+        template would write them. The end-of-turn token is the special token that follows the reply (e.g.
+        ``</s>``, ``<|im_end|>``, ``<end_of_turn>``); templates that close a reply with none get the eos token.
+        """
+        tokenizer = self.processor.tokenizer
+        prompt = self._render(["question"])[0]
+        messages = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": "question"}]},
+                    {"role": "assistant", "content": [{"type": "text", "text": _SENTINEL}]}]
+        full = self.processor.apply_chat_template(messages, tokenize=False)
+        at = full.find(_SENTINEL)
+        separator = full[len(prompt):at] if at >= 0 and full.startswith(prompt) else ""
+        after = full[at + len(_SENTINEL):].lstrip() if at >= 0 else ""
+        specials = sorted(set(tokenizer.all_special_tokens) | set(tokenizer.get_added_vocab()), key=len, reverse=True)
+        end = next((token for token in specials if token and after.startswith(token)), tokenizer.eos_token)
+        if not end:
+            raise MedrivalError("the checkpoint's tokenizer has no eos token and its chat template closes an "
+                                "assistant reply with no special token; training could not teach the model to stop.")
+        return separator, end
+
+    def _encode(self, images: list, texts: list[str], side: str) -> dict:
+        """Processor output (image tokens expanded, padded on ``side``) as tensors on the model's device."""
+        tokenizer = self.processor.tokenizer
+        bos = tokenizer.bos_token
+        # transformers' own rule (ProcessorMixin.apply_chat_template): a template that writes the bos token
+        # itself must not get a second one from the tokenizer.
+        add_special = not (bos and texts[0].startswith(bos))
+        with _padding_side(tokenizer, side):
+            encoded = self.processor(images=images, text=texts, padding=True, return_tensors="pt",
+                                     add_special_tokens=add_special)
+        dtype, device = next(self.model.parameters()).dtype, self.device
+        return {key: value.to(device, dtype) if value.is_floating_point() else value.to(device)
+                for key, value in encoded.items()}
+
+    def _prompt_lengths(self, images: list, texts: list[str], batch_size: int) -> list[int]:
+        """Token count of each rendered prompt (image tokens included): where its reply starts."""
+        lengths = []
+        for start in range(0, len(texts), batch_size):
+            encoded = self._encode(images[start:start + batch_size], texts[start:start + batch_size], "right")
+            lengths.extend(int(n) for n in encoded["attention_mask"].sum(1).tolist())
+        return lengths
+
+    # ------------------------------------------------------------------------------------------------ inference
+    def generate(self, images, prompts: list[str], *, max_new_tokens: int | list[int] = 16,
+                 batch_size: int = 16) -> list[str]:
+        """Greedy replies to ``prompts[i]`` about ``images[i]``: the new text only, special tokens dropped.
+
+        ``max_new_tokens`` may be one value per prompt; prompts sharing a value are batched together, so a
+        batch decodes with one limit, and results come back in input order.
+        """
+        images, prompts = _as_images(images), check_texts(prompts)
+        count = _check_lengths(images=images, prompts=prompts)
+        limits = _token_limits(max_new_tokens, count)
+        texts = self._render(prompts)
+        replies: list[str] = [""] * count
+        for limit in sorted(set(limits)):
+            rows = [i for i in range(count) if limits[i] == limit]
+            for start in range(0, len(rows), batch_size):
+                chunk = rows[start:start + batch_size]
+                decoded = self._generate_batch([images[i] for i in chunk], [texts[i] for i in chunk], limit)
+                for row, reply in zip(chunk, decoded):
+                    replies[row] = reply
+        return replies
+
+    def _generate_batch(self, images: list, texts: list[str], limit: int) -> list[str]:
+        tokenizer = self.processor.tokenizer
+        # Left padding puts every row's last prompt token at the end, where decoding continues.
+        encoded = self._encode(images, texts, "left")
+        with _evaluating(self.model):
+            # Greedy, whatever the checkpoint's generation config suggests (sampling, beams).
+            output = self.model.generate(**encoded, max_new_tokens=limit, do_sample=False, num_beams=1,
+                                         pad_token_id=tokenizer.pad_token_id)
+        new_tokens = output[:, encoded["input_ids"].shape[1]:]
+        return [text.strip() for text in tokenizer.batch_decode(new_tokens, skip_special_tokens=True)]
+
+    def score_options(self, images, prompts: list[str], options, *, batch_size: int = 16) -> np.ndarray:
+        """N x K float64: log p(option k | image i, prompt i) summed over the option's tokens, as the start of
+        the assistant's reply. ``options``: K strings for every prompt, or N lists of K strings."""
+        images, prompts = _as_images(images), check_texts(prompts)
+        count = _check_lengths(images=images, prompts=prompts)
+        options = list(options) if hasattr(options, "__iter__") and not isinstance(options, (str, bytes)) else options
+        rows = _option_rows(options, count)
+        width = len(rows[0]) if rows else len(options)  # N = 0 still gives N x K
+        separator, _ = self._reply_format
+        texts = self._render(prompts)
+        starts = self._prompt_lengths(images, texts, batch_size)
+        pairs = [(i, k) for i in range(count) for k in range(width)]
+        scores = np.zeros((count, width), dtype=np.float64)
+        for begin in range(0, len(pairs), batch_size):
+            chunk = pairs[begin:begin + batch_size]
+            values = self._score_batch([images[i] for i, _ in chunk],
+                                       [texts[i] + separator + rows[i][k] for i, k in chunk],
+                                       [starts[i] for i, _ in chunk])
+            for (i, k), value in zip(chunk, values):
+                scores[i, k] = value
+        return scores
+
+    def _score_batch(self, images: list, texts: list[str], starts: list[int]) -> list[float]:
+        import torch
+
+        # Right padding keeps every real token at its unpadded position, so scores do not depend on batching.
+        encoded = self._encode(images, texts, "right")
+        ends = [int(n) for n in encoded["attention_mask"].sum(1).tolist()]
+        if any(end <= start for start, end in zip(starts, ends)):
+            raise DataError("an answer option added no tokens after the prompt; options must be non-empty text.")
+        first, extra = 0, {}
+        if self._keeps_some_logits:
+            # Logits only where options are predicted: vocabulary x sequence logits of a real model are GBs.
+            first = min(starts) - 1
+            extra["logits_to_keep"] = torch.arange(first, max(ends) - 1, device=self.device)
+        with _evaluating(self.model):
+            logits = self.model(**encoded, **extra).logits
+            return _continuation_logprobs(logits, encoded["input_ids"], first, starts, ends)
+
+    @property
+    def _keeps_some_logits(self) -> bool:
+        base = self.model.get_base_model() if hasattr(self.model, "get_base_model") else self.model  # peft
+        return "logits_to_keep" in inspect.signature(base.forward).parameters
+
+    # ------------------------------------------------------------------------------------------------- training
+    def training_batch(self, images, prompts: list[str], answers: list[str]) -> dict:
+        """Teacher-forcing batch (right padded, on the model's device) whose ``labels`` are the input ids on the
+        answer tokens and the end-of-turn token, and -100 on prompt, image, template and padding tokens."""
+        images, prompts, answers = _as_images(images), check_texts(prompts), check_texts(answers)
+        count = _check_lengths(images=images, prompts=prompts, answers=answers)
+        if count == 0:
+            raise DataError("training_batch got no examples; give at least one image, prompt and answer.")
+        separator, end = self._reply_format
+        texts = self._render(prompts)
+        starts = self._prompt_lengths(images, texts, count)
+        encoded = self._encode(images, [t + separator + a.strip() + end for t, a in zip(texts, answers)], "right")
+        labels = encoded["input_ids"].clone()
+        labels[encoded["attention_mask"] == 0] = IGNORE_INDEX
+        for row, start in enumerate(starts):
+            labels[row, :start] = IGNORE_INDEX
+        encoded["labels"] = labels
+        return encoded
+
+    def loss(self, batch: dict):
+        """Mean cross-entropy over the labelled (answer) tokens; transformers shifts the labels itself."""
+        if "labels" not in batch:
+            raise DataError("loss needs a batch from training_batch (it has no 'labels').")
+        return self.model(**batch).loss
+
+    def module_groups(self) -> dict[str, list[str]]:
+        """Module-name prefixes of the language model, the multimodal projector and the vision tower.
+
+        The output head (``lm_head``) is in no group: LoRA variants adapt the decoder blocks, not the head.
+        Names are relative to ``self.model``; a peft-wrapped model is matched by suffix.
+        """
+        names = [name for name, _ in self.model.named_modules()]
+        present = set(names)
+        groups: dict[str, list[str]] = {}
+        for group, candidates in _GROUP_CANDIDATES.items():
+            found = next((c for c in candidates if c in present), None)
+            if found is None:
+                suffixed = sorted((n for n in names for c in candidates if n.endswith("." + c)), key=len)
+                found = suffixed[0] if suffixed else None
+            groups[group] = [found] if found else []
+        return groups
+
+    def set_grad_checkpointing(self, enabled: bool = True) -> None:
+        # transformers 5.x renamed gradient_checkpointing_* to activation_checkpointing_*; 4.x has only the old.
+        new_api = hasattr(self.model, "activation_checkpointing_enable")
+        if not enabled:
+            (self.model.activation_checkpointing_disable if new_api else self.model.gradient_checkpointing_disable)()
+            return
+        # Non-reentrant checkpointing keeps gradients flowing to adapter weights (LoRA) even when the
+        # checkpointed block's inputs do not require grad, which the reentrant variant would drop.
+        options = {"use_reentrant": False}
+        if new_api:
+            self.model.activation_checkpointing_enable(activation_checkpointing_kwargs=options)
+        else:
+            self.model.gradient_checkpointing_enable(gradient_checkpointing_kwargs=options)
+
+
+# -------------------------------------------------------------------------------------------------- loading
+def _not_a_checkpoint(what: str, source: str, reason: str, error: Exception | None = None) -> MedrivalError:
+    detail = f" ({type(error).__name__}: {error})" if error is not None else ""
+    return MedrivalError(
+        f"{what}: {source!r} could not be loaded as a transformers image-text-to-text checkpoint: {reason}{detail}. "
+        "Expected a Hub repo id or a save_pretrained folder with config.json (a model served by "
+        "AutoModelForImageTextToText, e.g. LLaVA), its weights, and its processor files (tokenizer, image "
+        "processor, chat template). Fix the path or repo id, or download the checkpoint first "
+        "(`hf download REPO --local-dir DIR`) and give that folder.")
+
+
+def _load_processor(what: str, source: str, options: dict):
+    from transformers import AutoProcessor
+
+    try:
+        processor = AutoProcessor.from_pretrained(source, **options)
+    except (OSError, ValueError, KeyError, TypeError) as error:
+        raise _not_a_checkpoint(what, source, "its processor did not load", error) from error
+    if getattr(processor, "tokenizer", None) is None or getattr(processor, "image_processor", None) is None:
+        raise _not_a_checkpoint(what, source, f"AutoProcessor gave a {type(processor).__name__}, not a processor "
+                                "with both a tokenizer and an image processor")
+    if not getattr(processor, "chat_template", None):
+        raise _not_a_checkpoint(what, source, "its processor has no chat template, so prompts cannot be laid out "
+                                "as the model was trained")
+    return processor
+
+
+def load_generative_model(card: Any, path_or_repo: str, weights_id: str, *, local_files_only: bool = False,
+                          revision: str | None = None, dtype=None) -> GenerativeModel:
+    """Load a ``save_pretrained`` folder or Hub repo as an image-text-to-text model with its processor.
+
+    float32 unless ``dtype`` is given; remote code is never trusted; weights missing from the checkpoint are an
+    error, not silently random-initialised layers. ``card`` (a generative ``ModelCard``) may be None.
+    """
+    import torch
+    from transformers import AutoConfig, AutoModelForImageTextToText
+    from transformers.models.auto.modeling_auto import MODEL_FOR_IMAGE_TEXT_TO_TEXT_MAPPING
+
+    what = f"Model {card.id!r}" if card is not None else "Generative model"
+    if card is not None and getattr(card, "family", "generative") != "generative":
+        raise MedrivalError(f"{what} is a {card.family} model; load_generative_model serves generative cards only.")
+    source = str(path_or_repo)
+    options = {"revision": revision, "local_files_only": local_files_only, "trust_remote_code": False}
+    try:
+        config = AutoConfig.from_pretrained(source, **options)
+    except (OSError, ValueError, KeyError) as error:
+        raise _not_a_checkpoint(what, source, "its config did not load", error) from error
+    if type(config) not in MODEL_FOR_IMAGE_TEXT_TO_TEXT_MAPPING:
+        raise _not_a_checkpoint(what, source, f"its config is a {config.model_type!r} model, which "
+                                "AutoModelForImageTextToText does not serve")
+    try:
+        model, info = AutoModelForImageTextToText.from_pretrained(
+            source, dtype=dtype or torch.float32, output_loading_info=True, **options)
+    except (OSError, ValueError, KeyError) as error:
+        raise _not_a_checkpoint(what, source, "its weights did not load", error) from error
+    if info.get("missing_keys"):
+        raise MedrivalError(f"{what}: the checkpoint at {source} lacks weights for "
+                            f"{sorted(info['missing_keys'])[:5]}; refusing to serve randomly initialised layers.")
+    loaded = GenerativeModel(card, model.eval(), _load_processor(what, source, options), weights_id)
+    loaded.source = (source, {"revision": revision, "local_files_only": local_files_only})
+    return loaded
+
+
+def load_4bit(model: GenerativeModel) -> GenerativeModel:
+    """The same checkpoint reloaded with NF4 4-bit base weights (QLoRA), on CUDA through bitsandbytes.
+
+    Callers check for CUDA and bitsandbytes first (``vqa_lora`` says which is missing)."""
+    import torch
+    from transformers import AutoModelForImageTextToText, BitsAndBytesConfig
+
+    if getattr(model, "source", None) is None:
+        raise MedrivalError("this model was not loaded from a checkpoint (load_generative_model), so it cannot be "
+                            "reloaded in 4-bit; use quantization: none.")
+    source, options = model.source
+    quantization = BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
+                                      bnb_4bit_compute_dtype=torch.bfloat16)
+    network = AutoModelForImageTextToText.from_pretrained(source, quantization_config=quantization,
+                                                          device_map={"": model.device}, trust_remote_code=False,
+                                                          **options)
+    from peft import prepare_model_for_kbit_training
+
+    network = prepare_model_for_kbit_training(network, use_gradient_checkpointing=False)
+    quantized = GenerativeModel(model.card, network.eval(), model.processor, f"{model._weights_id}|nf4")
+    quantized.source = model.source
+    return quantized
