@@ -1,6 +1,7 @@
 """Registry-wide contract: every model card's architecture is rebuilt at tiny size in its real layout and run.
 
 Looping over the registry (timm's ``tests/test_models.py`` pattern) means a new card is tested without a new test.
+This file covers the contrastive cards; generative ones are checked in ``tests/test_generative_cards.py``.
 For each card: shrink the network the card names (open_clip built-in config, timm image tower + Hugging Face text
 tower, or a transformers CLIPModel / SiglipModel) keeping image size, patch size and context length; save it as
 its Hub repo lays it out; load it through ``create_model`` with a ``weights`` override; serve the protocol.
@@ -23,7 +24,7 @@ from medrival.models.catalog import build_registry, model_registry  # noqa: E402
 from medrival.models.factory import create_model  # noqa: E402
 from medrival.models.protocol import ContrastiveModel  # noqa: E402
 
-CARDS = model_registry().names()
+CARDS = [name for name in model_registry().names() if model_registry().get(name).family == "contrastive"]
 IMAGES = np.random.default_rng(1).integers(0, 256, (3, 70, 90, 3), dtype=np.uint8)
 
 

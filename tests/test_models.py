@@ -261,12 +261,6 @@ def test_folder_without_weights_is_a_medrival_error(tmp_path, local_dir):
         create_model(_card("local-dir", str(folder)))
 
 
-def test_generative_family_is_refused(local_dir):
-    card = _card("local-dir", str(local_dir)).model_copy(update={"family": "generative"})
-    with pytest.raises(MedrivalError, match="contrastive"):
-        create_model(card)
-
-
 # ----------------------------------------------------------------------------------------------- demo weights
 def test_materialize_unknown_id_names_available_ids():
     with pytest.raises(MedrivalError) as caught:

@@ -15,7 +15,27 @@ from medrival.core.types import DatasetInfo, check_modality
 
 SourceKind = Literal["open_clip", "hf-hub", "local-dir", "demo", "transformers"]
 HUB_KINDS = ("open_clip", "hf-hub", "transformers")  # kinds whose weights come from the Hugging Face Hub
-TRANSFORMERS_CLASSES = ("CLIPModel", "SiglipModel")
+OPEN_CLIP_CLASSES = ("CLIP", "CustomTextCLIP")
+TRANSFORMERS_CLASSES = ("CLIPModel", "SiglipModel")  # contrastive checkpoints served by transformers
+CONTRASTIVE_CLASSES = OPEN_CLIP_CLASSES + TRANSFORMERS_CLASSES
+# Generative (image-text-to-text) transformers classes, each with the config ``model_type`` that maps to it in
+# transformers' image-text-to-text auto mapping (tests/test_generative_cards.py checks the pairs).
+GENERATIVE_CLASSES: dict[str, str] = {
+    "LlavaForConditionalGeneration": "llava",
+    "Qwen2VLForConditionalGeneration": "qwen2_vl",
+    "Qwen2_5_VLForConditionalGeneration": "qwen2_5_vl",
+    "Gemma3ForConditionalGeneration": "gemma3",
+    "InternVLForConditionalGeneration": "internvl",
+    "Idefics3ForConditionalGeneration": "idefics3",  # SmolVLM (v1) checkpoints, e.g. SmolVLM-256M-Instruct
+    "SmolVLMForConditionalGeneration": "smolvlm",  # SmolVLM2 checkpoints
+}
+ModelClass = Literal[
+    "CLIP", "CustomTextCLIP", "CLIPModel", "SiglipModel",
+    "LlavaForConditionalGeneration", "Qwen2VLForConditionalGeneration", "Qwen2_5_VLForConditionalGeneration",
+    "Gemma3ForConditionalGeneration", "InternVLForConditionalGeneration", "Idefics3ForConditionalGeneration",
+    "SmolVLMForConditionalGeneration",
+]
+_CONTRASTIVE_ONLY = ("embed_dim", "context_length", "open_clip_config", "timm_model", "text_tower")
 
 
 class ModelSource(BaseModel):
@@ -24,8 +44,8 @@ class ModelSource(BaseModel):
     model_config = ConfigDict(extra="forbid")
     kind: SourceKind = Field(
         description="open_clip: built-in config name + pretrained tag; hf-hub: an open_clip repo on the Hub; "
-                    "transformers: a Hub repo served by transformers' CLIPModel or SiglipModel; "
-                    "local-dir: a folder with open_clip_config.json and weights; demo: shipped tiny model.")
+                    "transformers: a Hub repo served by transformers (CLIPModel / SiglipModel, or a generative "
+                    "image-text-to-text class); local-dir: a local checkpoint folder; demo: shipped tiny model.")
     name: str = Field(description="open_clip model name, Hub repo id, folder path or demo model id.")
     pretrained: Optional[str] = Field(None, description="open_clip pretrained tag (kind=open_clip only).")
     revision: Optional[str] = Field(
@@ -51,30 +71,63 @@ class ModelSource(BaseModel):
 
 
 class Architecture(BaseModel):
-    """The network a checkpoint has: enough to rebuild it at tiny size (the contract test does)."""
+    """The network a checkpoint has: enough to rebuild a contrastive one at tiny size (the contract test does), and
+    to say what a generative one is made of."""
 
     model_config = ConfigDict(extra="forbid")
-    model_class: Literal["CLIP", "CustomTextCLIP", "CLIPModel", "SiglipModel"] = Field(
-        description="open_clip CLIP / CustomTextCLIP, or transformers CLIPModel / SiglipModel.")
+    model_class: ModelClass = Field(
+        description="open_clip CLIP / CustomTextCLIP, transformers CLIPModel / SiglipModel (contrastive), or a "
+                    "transformers image-text-to-text class such as LlavaForConditionalGeneration (generative).")
     vision_tower: str = Field(description="Readable name of the image tower, e.g. 'ViT-B/16'.")
-    patch_size: int = Field(gt=0)
-    embed_dim: int = Field(gt=0, description="Width of the shared image-text embedding space.")
-    context_length: int = Field(gt=0, description="Longest text, in tokens, the text tower reads.")
+    patch_size: Optional[int] = Field(None, gt=0, description="Image-tower patch size (required for contrastive).")
+    embed_dim: Optional[int] = Field(
+        None, gt=0, description="Width of the shared image-text embedding space (contrastive only, required).")
+    context_length: Optional[int] = Field(
+        None, gt=0, description="Longest text, in tokens, the text tower reads (contrastive only, required).")
     open_clip_config: Optional[str] = Field(
         None, description="Built-in open_clip config with this checkpoint's shapes (e.g. 'ViT-B-16-quickgelu').")
     timm_model: Optional[str] = Field(None, description="timm model name of the image tower (CustomTextCLIP).")
     text_tower: Optional[str] = Field(
         None, description="Hub repo of a Hugging Face text tower (CustomTextCLIP); its config and tokenizer are "
                           "read from that repo at load time.")
+    language_model: Optional[str] = Field(
+        None, description="Readable name of the language model (generative only, required), e.g. 'Vicuna-7B v1.5'.")
+    parameters_b: Optional[float] = Field(
+        None, gt=0, description="Total parameters in billions (generative only, required).")
+
+    @property
+    def generative(self) -> bool:
+        return self.model_class in GENERATIVE_CLASSES
 
     @model_validator(mode="after")
     def _consistent(self) -> "Architecture":
+        if self.generative:
+            return self._generative_fields()
+        missing = [name for name in ("patch_size", "embed_dim", "context_length") if getattr(self, name) is None]
+        if missing:
+            raise ValueError(f"architecture.{', '.join(missing)} required for the contrastive class "
+                             f"{self.model_class}.")
+        extra = [name for name in ("language_model", "parameters_b") if getattr(self, name) is not None]
+        if extra:
+            raise ValueError(f"architecture.{', '.join(extra)} apply to generative classes only, not the "
+                             f"contrastive {self.model_class}; remove them.")
         if self.model_class == "CustomTextCLIP" and not self.text_tower:
             raise ValueError("architecture.text_tower (the Hub repo of the text model) is required for "
                              "CustomTextCLIP.")
         if self.model_class == "CLIP" and not self.open_clip_config:
             raise ValueError("architecture.open_clip_config (a built-in open_clip config name) is required for "
                              "an open_clip CLIP.")
+        return self
+
+    def _generative_fields(self) -> "Architecture":
+        extra = [name for name in _CONTRASTIVE_ONLY if getattr(self, name) is not None]
+        if extra:
+            raise ValueError(f"architecture.{', '.join(extra)} apply to contrastive classes only, not the "
+                             f"generative {self.model_class}; remove them.")
+        missing = [name for name in ("language_model", "parameters_b") if getattr(self, name) is None]
+        if missing:
+            raise ValueError(f"architecture.{', '.join(missing)} required for the generative class "
+                             f"{self.model_class} (e.g. language_model: 'Vicuna-7B v1.5', parameters_b: 7.1).")
         return self
 
 
@@ -131,17 +184,35 @@ class ModelCard(BaseModel):
             raise ValueError(f"gated card {self.id!r} must say how to get access (field 'access').")
         if self.source.kind in HUB_KINDS and self.architecture is None:
             raise ValueError(f"card {self.id!r} loads from the Hub and needs an 'architecture' section.")
-        transformers_class = self.architecture and self.architecture.model_class in TRANSFORMERS_CLASSES
-        if self.source.kind == "transformers" and not transformers_class:
-            raise ValueError(f"card {self.id!r}: source kind transformers needs architecture.model_class "
-                             f"{' or '.join(TRANSFORMERS_CLASSES)}.")
-        if self.source.kind in ("open_clip", "hf-hub") and transformers_class:
-            raise ValueError(f"card {self.id!r}: an open_clip source cannot have a transformers model_class.")
+        self._check_family_and_class()
         return self
+
+    def _check_family_and_class(self) -> None:
+        """family generative <=> a generative model_class (demo and local-dir cards may omit the architecture)."""
+        if self.architecture is None:
+            return
+        model_class = self.architecture.model_class
+        if self.family == "contrastive" and self.architecture.generative:
+            raise ValueError(f"card {self.id!r}: {model_class} is a generative (image-text-to-text) class; a "
+                             f"contrastive card needs one of {', '.join(CONTRASTIVE_CLASSES)} (or family: "
+                             "generative).")
+        if self.family == "generative" and not self.architecture.generative:
+            raise ValueError(f"card {self.id!r}: {model_class} is a contrastive class; a generative card needs "
+                             f"one of {', '.join(GENERATIVE_CLASSES)} (or family: contrastive).")
+        if self.source.kind == "transformers" and model_class in OPEN_CLIP_CLASSES:
+            raise ValueError(f"card {self.id!r}: source kind transformers needs architecture.model_class "
+                             f"{' or '.join(TRANSFORMERS_CLASSES)} (contrastive) or a generative class "
+                             f"({', '.join(GENERATIVE_CLASSES)}).")
+        if self.source.kind in ("open_clip", "hf-hub") and model_class not in OPEN_CLIP_CLASSES:
+            raise ValueError(f"card {self.id!r}: an open_clip source cannot have a transformers model_class.")
 
     @property
     def served_by(self) -> str:
-        """"transformers" or "open_clip": the adapter that loads this card's weights."""
+        """The adapter that loads this card's weights: "transformers-generative" (every generative card: Hub,
+        local-dir and demo checkpoints are transformers save_pretrained folders), "transformers" (CLIPModel /
+        SiglipModel) or "open_clip"."""
+        if self.family == "generative":
+            return "transformers-generative"
         if self.architecture is not None and self.architecture.model_class in TRANSFORMERS_CLASSES:
             return "transformers"
         return "open_clip"

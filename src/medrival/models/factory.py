@@ -1,8 +1,8 @@
-"""``create_model``: from a card name to a ready model behind the contrastive protocol.
+"""``create_model``: from a card name to a ready model behind the contrastive or the generative protocol.
 
 Where the weights come from (first match wins): the ``weights`` folder argument (a study's ``weights:`` entry),
-``$MEDRIVAL_WEIGHTS_DIR/<card id>/`` when it exists, then the card's own source. The card's architecture picks
-the adapter: transformers for CLIPModel / SiglipModel, open_clip otherwise.
+``$MEDRIVAL_WEIGHTS_DIR/<card id>/`` when it exists, then the card's own source. The card picks the adapter:
+``medrival.models.generative`` for family generative, transformers for CLIPModel / SiglipModel, open_clip otherwise.
 """
 from __future__ import annotations
 
@@ -11,19 +11,22 @@ from pathlib import Path
 from medrival.core.cards import ModelCard
 from medrival.core.errors import MedrivalError
 from medrival.models.catalog import get_card
-from medrival.models.openclip_loading import folder_version as _folder_version  # noqa: F401  (kept for callers)
-from medrival.models.weights import LOAD_ERRORS, hub_weights_id, load_from_hub, local_folder
+from medrival.models.openclip_loading import folder_version as _folder_version
+from medrival.models.weights import LOAD_ERRORS, demo_vlm_folder, hub_weights_id, load_from_hub, local_folder
+
+DEMO_VLM_SCRIPT = "scripts/pretrain_demo_vlms.py"
 
 
 def create_model(name_or_card: str | ModelCard, weights: str | Path | None = None):
     """Build the model a card describes (weights on CPU, float32, eval mode).
 
     ``weights``: a local folder holding this checkpoint (open_clip files, or a transformers ``save_pretrained``
-    folder); it overrides ``$MEDRIVAL_WEIGHTS_DIR`` and the card's source.
+    folder); it overrides ``$MEDRIVAL_WEIGHTS_DIR`` and the card's source. A generative card is served by
+    ``medrival.models.generative.load_generative_model``; a contrastive one by the open_clip or transformers adapter.
     """
     card = name_or_card if isinstance(name_or_card, ModelCard) else get_card(name_or_card)
-    if card.family != "contrastive":
-        raise MedrivalError(f"Model {card.id!r} is {card.family}; this version serves contrastive models only.")
+    if card.family == "generative":
+        return _generative(card, weights)
     folder = local_folder(card, weights)
     if folder is not None:
         return _from_folder(card, folder)
@@ -83,4 +86,39 @@ def _from_hub(card: ModelCard):
         model = build_open_clip(card, source_spec(card), "")
     # Named after loading: only now does the cache hold the files, and so the commit they came from.
     model._weights_id = _source_weights_id(card, card.source.name)
+    return model
+
+
+# ----------------------------------------------------------------------------------------------- generative
+def _generative(card: ModelCard, weights: str | Path | None):
+    """A generative card: a local folder, the shipped demo folder, or the Hub (all transformers folders).
+
+    Where the weights are is settled (and a missing folder reported) before the adapter module is imported.
+    """
+    folder = local_folder(card, weights)
+    if folder is None and card.source.kind == "demo":
+        folder, weights_id = demo_vlm_folder(card, DEMO_VLM_SCRIPT)
+    elif folder is not None:
+        if not folder.is_dir():
+            raise MedrivalError(f"Could not load model {card.id!r}: folder {folder} does not exist.")
+        weights_id = f"local-dir:{_folder_version(folder)}"
+    else:
+        return load_from_hub(card, lambda: _generative_from_hub(card))
+    from medrival.models.generative import load_generative_model  # lazily: torch + transformers
+
+    try:
+        return load_generative_model(card, str(folder), weights_id, local_files_only=True)
+    except MedrivalError:
+        raise
+    except LOAD_ERRORS as error:
+        raise MedrivalError(f"Could not load model {card.id!r} from {folder}: {error}") from error
+
+
+def _generative_from_hub(card: ModelCard):
+    """Load from the Hub cache (or by downloading); ``load_from_hub`` turns errors into messages."""
+    from medrival.models.generative import load_generative_model
+
+    model = load_generative_model(card, card.source.name, hub_weights_id(card), revision=card.source.revision)
+    # Named again after loading: only now does the cache surely hold the files, and so the commit they came from.
+    model._weights_id = hub_weights_id(card)
     return model

@@ -20,6 +20,7 @@ WEIGHTS_ENV = "MEDRIVAL_WEIGHTS_DIR"
 OPEN_CLIP_WEIGHTS = ("open_clip_model.safetensors", "open_clip_pytorch_model.bin")
 TRANSFORMERS_WEIGHTS = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin")
 TOKENIZER_FILES = ("tokenizer.json", "vocab.json", "spiece.model", "vocab.txt")
+DEMO_VLM_WEIGHTS = "model.safetensors"  # a shipped demo generative model is a transformers save_pretrained folder
 _SKIP_FRAMEWORKS = '--exclude "*.h5" --exclude "*.msgpack"'  # TensorFlow / Flax copies medrival never reads
 
 T = TypeVar("T")
@@ -56,6 +57,33 @@ def local_folder(card: ModelCard, weights: str | Path | None = None) -> Path | N
     return None
 
 
+def demo_vlm_folder(card: ModelCard, script: str) -> tuple[Path, str]:
+    """(folder, weights id) of a shipped demo generative model; the id names a hash of its weights, so features
+    cached for one training run are not reused for another."""
+    import hashlib
+
+    from medrival.models.demo_weights import WEIGHTS_DIR
+
+    folder = WEIGHTS_DIR / card.source.name
+    weights_file = folder / DEMO_VLM_WEIGHTS
+    if not weights_file.is_file():
+        raise MedrivalError(f"Demo model {card.id!r} has no weights in the package: {folder} holds no "
+                            f"{DEMO_VLM_WEIGHTS}. Re-create them with `python {script}`.")
+    digest = hashlib.sha256()
+    with weights_file.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return folder, f"demo:{card.source.name}:{digest.hexdigest()[:16]}"
+
+
+def _demo_shipped(card: ModelCard) -> bool:
+    from medrival.models.demo_weights import WEIGHTS_DIR, shipped_ids
+
+    if card.family == "generative":
+        return (WEIGHTS_DIR / card.source.name / DEMO_VLM_WEIGHTS).is_file()
+    return card.source.name in shipped_ids()
+
+
 def hub_requirements(card: ModelCard) -> list[HubFiles]:
     """The Hub files loading ``card`` reads, per repo (empty when it does not come from the Hub)."""
     source, architecture = card.source, card.architecture
@@ -75,9 +103,7 @@ def hub_requirements(card: ModelCard) -> list[HubFiles]:
 def weights_status(card: ModelCard, weights: str | Path | None = None) -> WeightsStatus:
     """Whether ``card``'s weights are available without a download (never touches the network)."""
     if card.source.kind == "demo" and weights is None and _env_folder(card) is None:
-        from medrival.models.demo_weights import shipped_ids
-
-        return WeightsStatus("shipped") if card.source.name in shipped_ids() else WeightsStatus("missing", "package")
+        return WeightsStatus("shipped") if _demo_shipped(card) else WeightsStatus("missing", "package")
     try:
         folder = local_folder(card, weights)
     except MedrivalError:
@@ -143,7 +169,7 @@ def load_from_hub(card: ModelCard, load: Callable[[], T]) -> T:
 
 # ----------------------------------------------------------------------------------------------- messages
 def _folder_layout(card: ModelCard) -> str:
-    if card.served_by == "transformers":
+    if card.served_by in ("transformers", "transformers-generative"):
         return "a transformers save_pretrained folder: config.json, model weights, tokenizer and preprocessor files"
     text = ""
     if card.architecture is not None and card.architecture.text_tower:
