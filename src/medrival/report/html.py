@@ -61,12 +61,16 @@ svg { max-width: 100%; height: auto; }
 {% else %}<p>No comparison in this store answers {{ rq.key }}.</p>{% endif %}
 {% endfor %}
 <h2 id="datasets">Per-dataset results ({{ metric }})</h2>
+{% if has_vqa %}<p>VQA datasets are not scored with {{ metric }}: they show closed-question accuracy (over the
+closed questions) and open-question token F1 (over the open ones), each a mean of per-question scores, named in
+brackets after the dataset; the RQ tables compare them the same way, with clusters = images.</p>{% endif %}
 {% if bars %}<div class="plot">{{ bars | safe }}</div>{% else %}<p>No finished cells.</p>{% endif %}
 {% if arms %}<h3 id="arms">Every model+method: {{ metric }} with its 95% CI, and calibration</h3>
 <p>CIs: cluster bootstrap (seeds and few-shot draws resampled first when there are several). ECE: 15 equal-width
 bins (positive class for binary tasks, top label for multiclass, mean over labels for multilabel); Brier: mean
-squared error of the probabilities.</p>
-<table><tr><th>dataset</th><th>model+method</th><th>budget</th><th>draws</th><th>{{ metric }} [CI]</th>
+squared error of the probabilities{% if has_vqa %} (n/a for VQA answers, which carry no class
+probabilities){% endif %}.</p>
+<table><tr><th>dataset</th><th>model+method</th><th>budget</th><th>draws</th><th>metric</th><th>estimate [CI]</th>
 <th>ECE</th><th>Brier</th><th>n (clusters)</th></tr>
 {% for row in arms %}<tr>{% for cell in row %}<td>{{ cell }}</td>{% endfor %}</tr>{% endfor %}</table>{% endif %}
 <h2 id="subgroups">Subgroups ({{ metric }})</h2>
@@ -185,9 +189,15 @@ def write_exports(tables: dict[str, pd.DataFrame], folder: Path) -> list[Path]:
 
 
 def _arm_rows(arms: pd.DataFrame) -> list[list[str]]:
-    return [[str(r["dataset"]), str(r["arm"]), str(r["budget"]), str(r["draws"]),
+    return [[str(r["dataset"]), str(r["arm"]), str(r["budget"]), str(r["draws"]), str(r["metric"]),
              f"{number(r['estimate'])} [{number(r['low'])}, {number(r['high'])}]", number(r["ece"]),
              number(r["brier"]), f"{r['n_items']} ({r['n_clusters']})"] for r in arms.to_dict("records")]
+
+
+def _has_vqa(arms: pd.DataFrame) -> bool:
+    from medrival.stats.vqa_arms import VQA_TASK
+
+    return not arms.empty and "task" in arms.columns and bool((arms["task"] == VQA_TASK).any())
 
 
 # Per subgroup or operating point and arm: a study has many of them, and 1,000 resamples fix a 95% CI well.
@@ -228,7 +238,7 @@ def _context(store, analysis: _Analysis) -> dict:
     sections, skipped = _rq_sections(analysis.tables)
     return {"title": store.root.name, "synthetic": is_synthetic(frame), "synthetic_note": SYNTHETIC_NOTE,
             "spec": _spec_rows(records), "provenance": _provenance_rows(records), "rqs": sections,
-            "headers": RQ_HEADERS, "metric": metric,
+            "headers": RQ_HEADERS, "metric": metric, "has_vqa": _has_vqa(arms),
             "bars": _checked_svg(plots.dataset_bars(frame, metric, arms)), "arms": _arm_rows(arms),
             "gaps": gap_rows(analysis.gaps), "subgroups": subgroup_rows(analysis.subgroups),
             "subgroup_resamples": analysis.subgroup_resamples, "min_group": MIN_GROUP,
@@ -253,7 +263,8 @@ def write_report(store_dir: str | Path, out_path: str | Path | None = None, *, n
                  seed: int = 0, metric: str = "auroc") -> Path:
     """Write the report of the store in ``store_dir`` (default ``<store_dir>/report/report.html``) and the RQ
     tables as Markdown/LaTeX/CSV next to it; returns the HTML path. ``metric`` is the one every comparison,
-    CI and plot uses (auroc, accuracy, balanced_accuracy, macro_f1 or brier, where lower wins)."""
+    CI and plot uses on classification datasets (auroc, accuracy, balanced_accuracy, macro_f1 or brier, where lower
+    wins); VQA datasets always use closed-question accuracy and open-question token F1."""
     from medrival.stats.weighted import check_metric_name
     from medrival.store import ResultStore, require_store
 

@@ -49,24 +49,34 @@ def to_svg(fig) -> str:
 
 
 def forest_plot(table: pd.DataFrame) -> str:
-    """Paired differences A - B with CI whiskers, one row per comparison ("dataset: a vs b"), a line at 0."""
+    """Paired differences A - B with CI whiskers, one row per comparison ("dataset: a vs b"), a line at 0; one
+    panel per metric (an RQ table with VQA rows mixes e.g. AUROC with closed-question accuracy differences)."""
     if table is None or table.empty:
         return ""
-    rows = table.to_dict("records")[::-1]  # first comparison on top
-    labels = [label_text(f"{r['dataset']}: {r['a']} vs {r['b']}") for r in rows]
-    fig = _figure(_width(4.5, labels), 0.9 + 0.35 * len(rows))
-    ax = fig.add_subplot()
+    records = table.to_dict("records")
+    metrics = list(dict.fromkeys(str(r.get("metric", "metric")) for r in records))  # first-seen order
+    panels = [(m, [r for r in records if str(r.get("metric", "metric")) == m][::-1]) for m in metrics]
+    labels = [label_text(f"{r['dataset']}: {r['a']} vs {r['b']}") for r in records]
+    height = sum(0.9 + 0.35 * len(rows) for _, rows in panels)
+    fig = _figure(_width(4.5, labels), height)
+    axes = fig.subplots(len(panels), 1, squeeze=False,
+                        gridspec_kw={"height_ratios": [0.9 + 0.35 * len(rows) for _, rows in panels]})[:, 0]
+    for ax, (metric, rows) in zip(axes, panels):
+        _forest_panel(ax, rows, metric)
+    return to_svg(fig)
+
+
+def _forest_panel(ax, rows: list[dict], metric: str) -> None:
+    """One metric's comparisons, first on top."""
     for i, r in enumerate(rows):
         diff, low, high = (float(r[k]) for k in ("difference", "low", "high"))
         if not all(math.isfinite(v) for v in (diff, low, high)):
             continue  # an undefined metric (one class only): nothing to draw, the table says n/a
         ax.errorbar(diff, i, xerr=[[diff - low], [high - diff]], fmt="o", color="#1f4e79", capsize=3, ms=4)
     ax.axvline(0.0, color="#888888", linestyle="--", linewidth=1)
-    ax.set_yticks(range(len(rows)), labels=labels)
-    metric = rows[0].get("metric", "metric")
+    ax.set_yticks(range(len(rows)), labels=[label_text(f"{r['dataset']}: {r['a']} vs {r['b']}") for r in rows])
     ax.set_xlabel(label_text(f"difference in {metric} (A - B), with CI"))
     ax.set_ylim(-0.7, len(rows) - 0.3)
-    return to_svg(fig)
 
 
 def _arm(frame: pd.DataFrame) -> pd.Series:
@@ -85,12 +95,16 @@ def dataset_bars(results_frame: pd.DataFrame, metric: str = "auroc", intervals: 
     """Per dataset, one bar per model+method at the full label budget; "" when none.
 
     With ``intervals`` (``medrival.stats.questions.arm_summaries``) the bars are those estimates with their
-    bootstrap CIs as error bars; without, the mean over seeds of the stored metric."""
+    bootstrap CIs as error bars, and a VQA dataset gets one group per VQA metric, labelled "dataset (metric)";
+    without, the mean over seeds of the stored metric."""
     if intervals is not None and not intervals.empty:
         full = intervals[intervals["budget"] == "full"]
-        means = full.pivot(index="dataset", columns="arm", values="estimate")
-        lows = full.pivot(index="dataset", columns="arm", values="low")
-        highs = full.pivot(index="dataset", columns="arm", values="high")
+        full = full.assign(group=_bar_groups(full, metric))
+        means = full.pivot(index="group", columns="arm", values="estimate")
+        lows = full.pivot(index="group", columns="arm", values="low")
+        highs = full.pivot(index="group", columns="arm", values="high")
+        if (full["group"] != full["dataset"]).any():
+            metric = f"{metric}; VQA: metric in brackets"
     else:
         done = _done(results_frame, metric)
         if not done.empty and "budget" in done.columns:
@@ -102,6 +116,15 @@ def dataset_bars(results_frame: pd.DataFrame, metric: str = "auroc", intervals: 
     if means.empty:
         return ""
     return _bars_svg(means, lows, highs, metric)
+
+
+def _bar_groups(intervals: pd.DataFrame, metric: str) -> pd.Series:
+    """The x group of each arm summary: its dataset, or "dataset (metric)" for a row of another metric (VQA)."""
+    if "metric" not in intervals.columns:
+        return intervals["dataset"].astype(str)
+    other = intervals["metric"].astype(str) != metric
+    named = intervals["dataset"].astype(str) + " (" + intervals["metric"].astype(str) + ")"
+    return named.where(other, intervals["dataset"].astype(str))
 
 
 def _PALETTE(index: int):

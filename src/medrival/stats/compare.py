@@ -1,8 +1,9 @@
 """``medrival compare``: the paired comparison of two models, methods or cells on every dataset both scored.
 
 A side is written ``MODEL``, ``MODEL:METHOD`` or ``MODEL:METHOD@BUDGET`` (e.g. ``clip-vit-b16:lora@16-shot``),
-or as a cell id (or a unique prefix of one, at least 6 characters). A bare model name means its zero-shot cells
-when it has them, else its only method. Datasets are matched by name; on each, the two sides are compared on
+or as a cell id (or a unique prefix of one, at least 6 characters). A bare model name means its off-the-shelf
+cells (zero-shot) when it has one such method, else its only method. VQA cells are not compared here (see
+``research_questions``). Datasets are matched by name; on each, the two sides are compared on
 the test items both scored, with the paired cluster bootstrap (and DeLong's test alongside for binary AUROC).
 """
 from __future__ import annotations
@@ -11,7 +12,7 @@ import pandas as pd
 
 from medrival.core.errors import ConfigError
 from medrival.core.registry import suggest
-from medrival.stats.questions import FULL, ZERO_SHOT, Arm, _finished_cells, compare_paired, paired_data
+from medrival.stats.questions import FULL, OFF_THE_SHELF, Arm, _finished_cells, compare_paired, paired_data
 from medrival.stats.weighted import LOWER_IS_BETTER
 
 
@@ -43,8 +44,9 @@ def resolve_side(cells, text: str) -> dict[str, list[str]]:
 
 def _default_method(arms: set, model: str) -> str:
     methods = sorted({arm.method for arm in arms})
-    if ZERO_SHOT in methods or len(methods) == 1:
-        return ZERO_SHOT if ZERO_SHOT in methods else methods[0]
+    off_the_shelf = [m for m in methods if m in OFF_THE_SHELF]  # zero_shot, or a generative model's own
+    if len(off_the_shelf) == 1 or len(methods) == 1:
+        return off_the_shelf[0] if len(off_the_shelf) == 1 else methods[0]
     raise ConfigError(f"model {model!r} has several methods ({', '.join(methods)}); write MODEL:METHOD.")
 
 
