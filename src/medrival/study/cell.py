@@ -191,26 +191,52 @@ def _validation_predictions(method, val: ClassificationSplit, facts: dict) -> pd
     return frame
 
 
-def execute_cell(cell: CellSpec, context: CellContext) -> tuple[CellRecord, pd.DataFrame | None]:
-    """Run one cell; any exception becomes a failed record (the study goes on)."""
-    started_at, started = utc_now(), time.perf_counter()
-    try:
-        with PeakMemory() as peak:
-            output, test, facts, val_frame = _fit_and_predict(cell, context)
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always", UndefinedMetricWarning)
-            metrics = compute_classification_metrics(test.info.task, test.labels, output.probabilities,
-                                                     test.info.class_names)
-    except Exception as error:  # noqa: BLE001 - a cell's failure is data, not a crash of the study
-        return failure_record(cell, error, started_at, time.perf_counter() - started), None
-    cost = {"wall_s": time.perf_counter() - started, **facts, **peak.as_dict(),
-            "trainable_params": output.trainable_parameters, **output.extras}
+def _run_classification(cell: CellSpec, context: CellContext) -> tuple[dict, dict, pd.DataFrame]:
+    """(metrics, cost facts, predictions frame) of a diagnosis cell."""
+    output, test, facts, val_frame = _fit_and_predict(cell, context)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", UndefinedMetricWarning)
+        metrics = compute_classification_metrics(test.info.task, test.labels, output.probabilities,
+                                                 test.info.class_names)
+    facts = {**facts, "trainable_params": output.trainable_parameters, **output.extras}
     notes = [str(w.message) for w in caught if issubclass(w.category, UndefinedMetricWarning)]
     if notes:  # e.g. a test split with one class: AUROC is NaN, and the record says why
-        cost["metric_notes"] = notes
-    record = CellRecord(cell_id(cell), describe_cell(cell), "done", metrics, cost, capture(cell.seed),
-                        started_at=started_at, finished_at=utc_now())
+        facts["metric_notes"] = notes
     frame = predictions_frame(test, output.probabilities).assign(split="test")
     if val_frame is not None:
         frame = pd.concat([frame, val_frame.assign(split="val")], ignore_index=True)
+    return metrics, facts, frame
+
+
+def _run_vqa(cell: CellSpec, context: CellContext) -> tuple[dict, dict, pd.DataFrame]:
+    """(metrics, cost facts, per-question frame) of a VQA cell."""
+    from medrival.study.vqa_cell import fit_and_answer, score_vqa, vqa_metrics
+
+    spec = METHODS.get(cell.method)
+    method = spec.build(spec.make_config(cell.config_dict()))
+    try:
+        output, test, facts = fit_and_answer(cell, context, method)
+        if context.checkpoint_dir is not None and hasattr(method, "save"):
+            method.save(context.checkpoint_dir / cell_id(cell))
+    finally:
+        if hasattr(method, "close"):  # trained adapters are removed so the shared model is the base model again
+            method.close()
+    frame = score_vqa(test, output)
+    facts = {**facts, "trainable_params": output.trainable_parameters, **output.extras}
+    return vqa_metrics(frame), facts, frame.assign(split="test")
+
+
+def execute_cell(cell: CellSpec, context: CellContext) -> tuple[CellRecord, pd.DataFrame | None]:
+    """Run one cell; any exception becomes a failed record (the study goes on)."""
+    started_at, started = utc_now(), time.perf_counter()
+    task = dataset_registry().get(cell.dataset).info.task
+    run = _run_vqa if task is TaskKind.VQA else _run_classification
+    try:
+        with PeakMemory() as peak:
+            metrics, facts, frame = run(cell, context)
+    except Exception as error:  # noqa: BLE001 - a cell's failure is data, not a crash of the study
+        return failure_record(cell, error, started_at, time.perf_counter() - started), None
+    cost = {"wall_s": time.perf_counter() - started, **facts, **peak.as_dict()}
+    record = CellRecord(cell_id(cell), describe_cell(cell), "done", metrics, cost, capture(cell.seed),
+                        started_at=started_at, finished_at=utc_now())
     return record, frame

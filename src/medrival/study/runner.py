@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable
 
@@ -50,12 +50,15 @@ def register_custom_datasets(spec: StudySpec) -> None:
             raise ConfigError(f"{spec.source}: custom_datasets.{name}: {error}") from None
 
 
-def plan_cells(spec: StudySpec) -> list[CellSpec]:
-    """Validate names and method/model/dataset compatibility, then expand; nothing runs on a bad study."""
+def plan_cells(spec: StudySpec, skipped: list[str] | None = None) -> list[CellSpec]:
+    """Validate names and method/model/dataset compatibility, then expand; nothing runs on a bad study.
+
+    With ``unsupported: skip`` the combinations a method cannot run are left out instead, each described once
+    in ``skipped`` (when a list is given)."""
     register_custom_datasets(spec)
     check_names(spec, {"models": model_registry().names(), "datasets": dataset_registry().names(),
                        "methods": METHODS.names()})
-    problems = []
+    problems, unsupported = [], {}
     for entry in spec.methods:
         method = METHODS.get(entry.name)
         try:
@@ -66,13 +69,39 @@ def plan_cells(spec: StudySpec) -> list[CellSpec]:
             for dataset in spec.datasets:
                 why = method.check_supports(get_card(model).family, dataset_registry().get(dataset).info.task.value)
                 if why:
-                    problems.append(f"{why} (model {model!r}, dataset {dataset!r}).")
+                    unsupported[(model, dataset, entry.name)] = f"{why} (model {model!r}, dataset {dataset!r})."
+    if spec.unsupported == "refuse":
+        problems += list(unsupported.values())
     check_weights(spec)
     problems += missing_datasets(spec)
     if problems:
         raise ConfigError(f"{spec.source}: the study cannot run as written:\n- "
-                          + "\n- ".join(dict.fromkeys(problems)) + "\nRemove those combinations or pick others.")
-    return expand_cells(spec, lambda name, config: METHODS.get(name).normalised_config(config))
+                          + "\n- ".join(dict.fromkeys(problems)) + "\nRemove those combinations or pick others"
+                          + (" (or set unsupported: skip)." if unsupported else "."))
+    cells = expand_cells(spec, lambda name, config: METHODS.get(name).normalised_config(config))
+    return _drop_unsupported(spec, cells, unsupported, skipped)
+
+
+def _drop_unsupported(spec: StudySpec, cells: list[CellSpec], unsupported: dict, skipped: list[str] | None):
+    """Leave out unsupported combinations; label budgets on VQA datasets (questions have no class to draw
+    shots from) collapse into one full-budget cell, and are refused unless the study says ``unsupported: skip``."""
+    vqa = {name for name in spec.datasets if dataset_registry().get(name).info.task.value == "vqa"}
+    budgeted = sorted({c.dataset for c in cells if c.dataset in vqa and c.budget != "full"})
+    if budgeted and spec.unsupported == "refuse":
+        raise ConfigError(f"{spec.source}: label budgets (fewshot) apply to diagnosis datasets only, but the study "
+                          f"lists the VQA dataset(s) {', '.join(budgeted)}; set unsupported: skip to run them "
+                          "at full budget only, or move them to a study without fewshot.")
+    if skipped is not None:
+        skipped += list(unsupported.values())
+        skipped += [f"label budgets on VQA dataset {name!r} (it runs at full budget only)." for name in budgeted]
+    keep = []
+    for cell in cells:
+        if (cell.model, cell.dataset, cell.method) in unsupported:
+            continue
+        if cell.dataset in vqa and cell.budget != "full":
+            cell = replace(cell, shots=None, fraction=None, draw=0, subsample_val=False)
+        keep.append(cell)
+    return list(dict.fromkeys(keep))  # the budgets of a VQA dataset collapse into its one full-budget cell
 
 
 def missing_datasets(spec: StudySpec) -> list[str]:
@@ -98,7 +127,11 @@ def feature_cache_dir(spec: StudySpec, store_dir: str | Path) -> Path:
 
 
 def run_study(spec: StudySpec, store_dir: str | Path, progress: Callable[[str], None] = lambda _: None) -> StudyRun:
-    cells = plan_cells(spec)
+    left_out: list[str] = []
+    cells = plan_cells(spec, left_out)
+    if left_out:
+        progress(f"{len(left_out)} unsupported combination(s) left out (unsupported: skip):\n  "
+                 + "\n  ".join(left_out))
     store = ResultStore(store_dir)
     run = StudyRun(store, cells)
     finished, ids = store.finished_ids(), {cell: cell_id(cell) for cell in cells}

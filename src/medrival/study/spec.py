@@ -168,6 +168,11 @@ class StudySpec(BaseModel):
         None, description="Folder of the content-addressed image-feature cache; share one between studies to "
                           "encode each image once per model across them (default: STORE/features, or "
                           "$MEDRIVAL_FEATURE_CACHE when set).")
+    unsupported: Literal["refuse", "skip"] = Field(
+        "refuse", description="What to do with a (model, dataset, method) combination the method cannot run (a "
+                              "contrastive model on a VQA dataset, a generative one with linear_probe, a label "
+                              "budget on a VQA dataset): 'refuse' the study, or 'skip' the combination (mixed "
+                              "contrastive + generative studies; the skipped combinations are listed).")
     save_checkpoints: bool = Field(
         False, description="Save each trained cell's learned state (heads, adapters) under STORE/checkpoints/.")
 

@@ -1,0 +1,89 @@
+"""Asking a generative model every question of a VQA split: batched generation, plus yes/no option scores.
+
+Closed questions are answered twice over: by generation (the free-text answer that is scored for accuracy) and by
+the log-likelihood of "yes" and "no" as the start of the reply, which gives a probability of "yes" per question
+and so an AUROC for closed VQA, comparable across models whatever wording they generate.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from medrival.core.errors import ConfigError
+from medrival.core.types import VQASplit
+from medrival.methods.vqa_prompts import DEFAULT_MAX_NEW_TOKENS, vqa_prompt
+
+YES_NO_OPTIONS = ("yes", "no")
+
+
+@dataclass
+class VQAGenerationConfig:
+    """How questions are asked: batch size, answer lengths and whether closed questions get option scores."""
+
+    batch_size: int = field(default=16, metadata={"help": "Questions per generation batch (left-padded)."})
+    max_new_tokens_closed: int = field(default=DEFAULT_MAX_NEW_TOKENS["closed"],
+                                       metadata={"help": "Longest answer generated for a closed question."})
+    max_new_tokens_open: int = field(default=DEFAULT_MAX_NEW_TOKENS["open"],
+                                     metadata={"help": "Longest answer generated for an open question."})
+    score_closed_options: bool = field(
+        default=True, metadata={"help": "Also score 'yes'/'no' by log-likelihood on closed questions (gives a "
+                                        "closed-question AUROC); costs one extra pass over them."})
+
+    def __post_init__(self) -> None:
+        for name in ("batch_size", "max_new_tokens_closed", "max_new_tokens_open"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ConfigError(f"{name} must be a whole number >= 1, got {value!r}.")
+        if not isinstance(self.score_closed_options, bool):
+            raise ConfigError(f"score_closed_options must be true or false, got {self.score_closed_options!r}.")
+
+
+@dataclass
+class VQAOutput:
+    """Per-question outputs of a VQA method, in the split's question order."""
+
+    responses: list[str]
+    yes_probability: np.ndarray  # P("yes") among yes/no on closed questions; NaN elsewhere or when not scored
+    trainable_parameters: int = 0
+    extras: dict[str, Any] = field(default_factory=dict)
+
+
+def question_images(split: VQASplit, rows: np.ndarray | None = None) -> list[np.ndarray]:
+    """The image of each question in ``rows`` (all by default), decoding each distinct image once."""
+    rows = np.arange(len(split)) if rows is None else np.asarray(rows)
+    decoded: dict[int, np.ndarray] = {}
+    images = []
+    for row in rows:
+        index = int(split.image_index[row])
+        if index not in decoded:
+            decoded[index] = split.images[index] if isinstance(split.images, np.ndarray) \
+                else split.images.load(index)
+        images.append(decoded[index])
+    return images
+
+
+def question_prompts(split: VQASplit) -> list[str]:
+    return [vqa_prompt(q, t) for q, t in zip(split.questions, split.answer_types)]
+
+
+def answer_questions(model, split: VQASplit, config: VQAGenerationConfig) -> VQAOutput:
+    """Generate an answer to every question and, for closed ones, score yes/no."""
+    images, prompts = question_images(split), question_prompts(split)
+    limits = [config.max_new_tokens_closed if t == "closed" else config.max_new_tokens_open
+              for t in split.answer_types]
+    responses = model.generate(images, prompts, max_new_tokens=limits, batch_size=config.batch_size)
+    yes = np.full(len(split), np.nan)
+    closed = np.flatnonzero(np.asarray(split.answer_types) == "closed")
+    if config.score_closed_options and closed.size:
+        scores = model.score_options([images[i] for i in closed], [prompts[i] for i in closed],
+                                     YES_NO_OPTIONS, batch_size=config.batch_size)
+        yes[closed] = yes_probability(scores)
+    return VQAOutput(list(responses), yes)
+
+
+def yes_probability(log_likelihoods: np.ndarray) -> np.ndarray:
+    """P(yes) from N x 2 (yes, no) log-likelihoods: a softmax over the two options."""
+    scores = np.asarray(log_likelihoods, dtype=np.float64)
+    return 1.0 / (1.0 + np.exp(scores[:, 1] - scores[:, 0]))

@@ -1,0 +1,89 @@
+"""Mixed contrastive + generative studies: planning (refuse / skip unsupported combinations, VQA budgets) and a
+generative study end to end on a tiny LLaVA given as a weights folder."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from medrival.core.errors import ConfigError
+from medrival.study.runner import plan_cells, run_study
+from medrival.study.spec import parse_study
+
+MIXED = """\
+name: mixed
+models: [demo-generalist-clip, demo-generalist-vlm]
+datasets: [demo-xray, demo-xray-vqa]
+methods: [zero_shot, option_zero_shot, vqa_zero_shot]
+"""
+
+
+def test_unsupported_combinations_are_refused_by_default_with_the_way_out():
+    with pytest.raises(ConfigError) as error:
+        plan_cells(parse_study(MIXED))
+    message = str(error.value)
+    assert "method 'zero_shot' supports contrastive models, not generative ones (model 'demo-generalist-vlm'" in message
+    assert "method 'vqa_zero_shot' supports generative models, not contrastive ones" in message
+    assert "unsupported: skip" in message
+
+
+def test_skip_keeps_exactly_the_supported_cells_and_lists_the_rest():
+    left_out: list[str] = []
+    cells = plan_cells(parse_study(MIXED + "unsupported: skip\n"), left_out)
+    kept = {(c.model, c.dataset, c.method) for c in cells}
+    assert kept == {("demo-generalist-clip", "demo-xray", "zero_shot"),
+                    ("demo-generalist-vlm", "demo-xray", "option_zero_shot"),
+                    ("demo-generalist-vlm", "demo-xray-vqa", "vqa_zero_shot")}
+    assert len(left_out) == 2 * 2 * 3 - 3 and all("(model '" in line for line in left_out)
+
+
+def test_label_budgets_on_vqa_datasets_are_refused_or_collapse_to_one_full_cell():
+    budgeted = ("name: b\nmodels: [demo-generalist-vlm]\ndatasets: [demo-xray-vqa]\nmethods: [vqa_zero_shot]\n"
+                "fewshot: {shots: [1, 4], draws: 2}\n")
+    with pytest.raises(ConfigError, match="label budgets .* VQA dataset.*demo-xray-vqa.*unsupported: skip"):
+        plan_cells(parse_study(budgeted))
+    left_out: list[str] = []
+    cells = plan_cells(parse_study(budgeted + "unsupported: skip\n"), left_out)
+    assert [(c.budget, c.draw) for c in cells] == [("full", 0)]
+    assert left_out == ["label budgets on VQA dataset 'demo-xray-vqa' (it runs at full budget only)."]
+
+
+@pytest.fixture(scope="module")
+def tiny_folder(tmp_path_factory):
+    import torch
+
+    from medrival.data import world
+    from medrival.methods.vqa_prompts import TEMPLATES, diagnosis_prompt
+    from medrival.data.catalog import dataset_info
+    from medrival.models.tiny_generative import build_tiny_llava
+
+    texts = [t.format(question="") for t in TEMPLATES.values()] + [diagnosis_prompt(dataset_info("demo-xray"))]
+    texts += [f"{q} {a}" for attrs in world.render("xray", "train", 30, size=32).attrs
+              for q, a, _ in world.questions("xray", attrs)]
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield build_tiny_llava(tmp_path_factory.mktemp("vlm"), texts, image_size=32, patch_size=16, text_layers=1)
+    torch.set_num_threads(threads)
+
+
+def test_generative_study_stores_scored_questions_and_diagnosis_probabilities(tiny_folder, tmp_path):
+    study = parse_study(
+        "name: g\nmodels: [demo-generalist-vlm]\ndatasets: [demo-xray, demo-xray-vqa]\n"
+        "methods: [option_zero_shot, {name: vqa_zero_shot, config: {batch_size: 64}}]\nunsupported: skip\n"
+        f"weights: {{demo-generalist-vlm: '{tiny_folder}'}}\n")
+    run = run_study(study, tmp_path / "store")
+    assert not run.failed and len(run.ran) == 2
+    frame = run.frame().set_index("method")
+    assert np.isfinite(frame.loc["option_zero_shot", "auroc"])
+    vqa = frame.loc["vqa_zero_shot"]
+    cell = run.store.get(vqa["cell_id"])
+    assert cell.metrics["n_closed"] > 0 and 0.0 <= cell.metrics["closed_accuracy"] <= 1.0
+    assert cell.cost["prompt_version"] == "1" and cell.cost["normalisation_version"] == "1"
+    questions = run.store.predictions(vqa["cell_id"])
+    assert len(questions) == cell.metrics["n_closed"] + cell.metrics["n_open"]
+    assert {"question", "answer", "response", "extracted", "closed_accuracy", "token_f1", "prob_yes"} <= \
+        set(questions.columns)
+    closed = questions[questions["answer_type"] == "closed"]
+    assert closed["closed_accuracy"].mean() == pytest.approx(cell.metrics["closed_accuracy"])
+    assert closed["prob_yes"].between(0, 1).all()
+    diagnosis = run.store.predictions(frame.loc["option_zero_shot", "cell_id"], split="val")
+    assert len(diagnosis) == 300 and np.allclose(diagnosis[["prob_normal", "prob_pneumonia"]].sum(axis=1), 1)
