@@ -35,6 +35,7 @@ bench: install
 	$(PY) benchmarks/shared_encoding.py
 	$(PY) benchmarks/loading.py
 	$(PY) benchmarks/stats.py
+	$(PY) benchmarks/generate.py
 
 clean:
 	rm -rf $(VENV) medrival-demo .pytest_cache
