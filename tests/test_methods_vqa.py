@@ -208,3 +208,18 @@ def test_option_zero_shot_never_reads_test_labels(model):
     method = _build("option_zero_shot")
     method.fit(model, test, test)
     np.testing.assert_allclose(method.predict(guarded).probabilities, method.predict(test).probabilities)
+
+
+def test_gradient_checkpointing_trains_the_same_weights(model, splits):
+    """Recomputing activations changes memory, not the result: same validation losses, same answers."""
+    results = []
+    for checkpointing in (False, True):
+        method = _build("vqa_lora", epochs=1, lr=5e-3, train_batch_size=8, dropout=0.0,
+                        grad_checkpointing=checkpointing)
+        method.fit(model, splits["train"], splits["val"], seed=0)
+        try:
+            results.append((method.result.validation_losses, method.predict(splits["test"]).responses))
+        finally:
+            method.close()
+    np.testing.assert_allclose(results[0][0], results[1][0], rtol=1e-4)
+    assert results[0][1] == results[1][1]

@@ -318,3 +318,19 @@ def test_report_shows_vqa_rows(store, tmp_path):
     rq3 = pd.read_csv(tmp_path / "rq3.csv")
     assert set(rq3["task"]) == {"vqa"} and set(rq3["metric"]) == {"closed_accuracy"}
     assert 'id="vqa"' in html and "something else" in html  # the wrong-answer examples still shown
+
+
+def test_compare_gives_one_row_per_vqa_metric_equal_to_the_rq_table(store, tables):
+    from medrival.stats.compare import compare
+
+    frame = compare(store, "spec-vlm:vqa_zero_shot", "gen-vlm:vqa_zero_shot", n_resamples=RESAMPLES, seed=0)
+    rows = frame.set_index(["dataset", "metric"])
+    assert set(rows.index) == {("vqa-id", "closed_accuracy"), ("vqa-id", "token_f1"), ("vqa-ood", "closed_accuracy")}
+    rq1 = tables["RQ1"].set_index(["dataset", "metric"])
+    for key in (("vqa-id", "closed_accuracy"), ("vqa-id", "token_f1")):
+        for column in ("estimate_a", "estimate_b", "difference", "low", "high", "p_value"):
+            assert rows.loc[key, column] == pytest.approx(rq1.loc[key, column])
+    assert frame["delong_p"].isna().all()
+    from medrival.stats.multiple import holm
+
+    np.testing.assert_allclose(frame["p_holm"], holm(frame["p_value"].to_numpy()))

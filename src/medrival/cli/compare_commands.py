@@ -22,9 +22,11 @@ def compare(results_dir: Path = typer.Argument(..., help="A study's results fold
             level: float = typer.Option(0.95, "--level", help="Confidence level of the intervals."),
             seed: int = typer.Option(0, "--seed", help="Seed of the resampling (results repeat exactly).")) -> None:
     """Paired comparison A - B on every dataset both sides scored: estimates, difference with its CI (paired
-    cluster bootstrap), p-values (bootstrap, Holm across datasets, DeLong for binary AUROC) and the verdict.
+    cluster bootstrap), p-values (bootstrap, Holm across datasets, DeLong for binary AUROC) and the verdict. A VQA
+    dataset is compared on closed-question accuracy and open-question token F1 (per-question means).
 
     Example: medrival compare results/ --a clip-vit-b16:lora --b biomedclip:zero_shot
+    Example: medrival compare results/ --a llava-1.5-7b:vqa_lora --b llava-med-v1.5-7b:vqa_zero_shot
     """
     from medrival.stats.compare import compare as run_compare
     from medrival.store import ResultStore
@@ -33,10 +35,10 @@ def compare(results_dir: Path = typer.Argument(..., help="A study's results fold
     store = ResultStore(require_store(results_dir))
     frame = run_compare(store, a, b, metric=metric, n_resamples=resamples, level=level, seed=seed)
     table = Table(title=f"{escape(a)}  vs  {escape(b)}  ({escape(metric)}, {level:.0%} CI)")
-    for column in ("dataset", "A", "B", "A - B", "CI", "p", "p (Holm)", "DeLong p", "verdict", "n (clusters)"):
+    for column in ("dataset", "metric", "A", "B", "A - B", "CI", "p", "p (Holm)", "DeLong p", "verdict", "n (clusters)"):
         table.add_column(column)
     for row in frame.to_dict("records"):
-        table.add_row(escape(str(row["dataset"])), _num(row["estimate_a"]), _num(row["estimate_b"]),
+        table.add_row(escape(str(row["dataset"])), escape(str(row["metric"])), _num(row["estimate_a"]), _num(row["estimate_b"]),
                       _num(row["difference"], signed=True), f"[{_num(row['low'])}, {_num(row['high'])}]",
                       _p(row["p_value"]), _p(row["p_holm"]), _p(row["delong_p"]), row["verdict"],
                       f"{row['n_items']} ({row['n_clusters']})")

@@ -2,9 +2,10 @@
 
 A side is written ``MODEL``, ``MODEL:METHOD`` or ``MODEL:METHOD@BUDGET`` (e.g. ``clip-vit-b16:lora@16-shot``),
 or as a cell id (or a unique prefix of one, at least 6 characters). A bare model name means its off-the-shelf
-cells (zero-shot) when it has one such method, else its only method. VQA cells are not compared here (see
-``research_questions``). Datasets are matched by name; on each, the two sides are compared on
-the test items both scored, with the paired cluster bootstrap (and DeLong's test alongside for binary AUROC).
+cells when it has one such method, else its only method. Datasets are matched by name; on each, the two sides
+are compared on the test items both scored, with the paired cluster bootstrap (and DeLong's test alongside for
+binary AUROC). A VQA dataset gives one row per VQA metric (closed accuracy, open token F1: means of per-question
+scores, clusters = images), whatever ``metric`` says.
 """
 from __future__ import annotations
 
@@ -12,8 +13,16 @@ import pandas as pd
 
 from medrival.core.errors import ConfigError
 from medrival.core.registry import suggest
-from medrival.stats.questions import FULL, OFF_THE_SHELF, Arm, _finished_cells, compare_paired, paired_data
-from medrival.stats.weighted import LOWER_IS_BETTER
+from medrival.stats.questions import (
+    FULL,
+    OFF_THE_SHELF,
+    Arm,
+    _finished_cells,
+    compare_paired,
+    paired_data,
+    verdicts_by_metric,
+)
+from medrival.stats.vqa_arms import VQA_TASK, compare_vqa_arms
 
 
 def resolve_side(cells, text: str) -> dict[str, list[str]]:
@@ -52,26 +61,31 @@ def _default_method(arms: set, model: str) -> str:
 
 def compare(store, side_a: str, side_b: str, *, metric: str = "auroc", n_resamples: int = 2000,
             level: float = 0.95, seed: int = 0) -> pd.DataFrame:
-    """One row per shared dataset: estimates, difference A - B with its CI, p-values and the verdict."""
-    from medrival.stats.verdicts import verdict_table
-
-    cells = _finished_cells(store)
+    """One row per shared dataset (per VQA metric on a VQA dataset): estimates, difference A - B with its CI,
+    p-values (Holm across the rows) and the verdict."""
+    cells = _finished_cells(store, include_vqa=True)
     a, b = resolve_side(cells, side_a), resolve_side(cells, side_b)
     shared = sorted(set(a) & set(b))
     if not shared:
         raise ConfigError(f"{side_a!r} and {side_b!r} share no dataset: {sorted(a)} vs {sorted(b)}.")
     rows, results = [], []
+    options = dict(n_resamples=n_resamples, level=level, seed=seed)
     for dataset in shared:
         task = cells.specs[a[dataset][0]]["task"]
-        data = paired_data(store, a[dataset], b[dataset])
-        result = compare_paired(data, metric=metric, task=task, n_resamples=n_resamples, level=level, seed=seed)
-        rows.append({"dataset": dataset, "metric": metric, "estimate_a": result.estimate_a,
-                     "estimate_b": result.estimate_b, "n_items": result.n_items, "n_clusters": result.n_clusters,
-                     "items_left_out": data.left_out, "delong_p": _delong_p(data, task, metric)})
-        results.append(result)
-    verdicts = pd.DataFrame(verdict_table(results, level=level, correction="holm",
-                                          higher_is_better=metric not in LOWER_IS_BETTER))
-    return pd.concat([pd.DataFrame(rows), verdicts.drop(columns=["label"], errors="ignore")], axis=1)
+        if task == VQA_TASK:
+            pairs = [(result, left_out, float("nan")) for result, left_out in
+                     compare_vqa_arms(store, a[dataset], b[dataset], **options)]
+        else:
+            data = paired_data(store, a[dataset], b[dataset])
+            pairs = [(compare_paired(data, metric=metric, task=task, **options), data.left_out,
+                      _delong_p(data, task, metric))]
+        for result, left_out, delong_p in pairs:
+            rows.append({"dataset": dataset, "metric": result.metric, "estimate_a": result.estimate_a,
+                         "estimate_b": result.estimate_b, "n_items": result.n_items,
+                         "n_clusters": result.n_clusters, "items_left_out": left_out, "delong_p": delong_p})
+            results.append(result)
+    verdicts = verdicts_by_metric(results, level=level, correction="holm")
+    return pd.concat([pd.DataFrame(rows), verdicts], axis=1)
 
 
 def _delong_p(data, task: str, metric: str) -> float:

@@ -209,7 +209,7 @@ def _row(plan: dict, result: PairedComparison, left_out: int, draws: tuple[int, 
             "items_left_out": left_out, "test": result.method}
 
 
-def _verdicts(comparisons: list[PairedComparison], *, level: float, correction: str) -> pd.DataFrame:
+def verdicts_by_metric(comparisons: list[PairedComparison], *, level: float, correction: str) -> pd.DataFrame:
     """The verdict table of one family, each row oriented by its own metric (a table can mix Brier rows with
     VQA accuracy rows); the adjusted p-values do not depend on the orientation, only the win/loss words do."""
     from medrival.stats.verdicts import verdict_table
@@ -234,7 +234,7 @@ def research_questions(store, *, metric: str = "auroc", n_resamples: int = 2000,
                                               level=level, seed=seed):
             rows.setdefault(plan["rq"], []).append(_row(plan, result, left_out, draws))
             comparisons.setdefault(plan["rq"], []).append(result)
-    return {rq: pd.concat([pd.DataFrame(rows[rq]), _verdicts(comparisons[rq], level=level, correction=correction)],
+    return {rq: pd.concat([pd.DataFrame(rows[rq]), verdicts_by_metric(comparisons[rq], level=level, correction=correction)],
                           axis=1) for rq in sorted(rows)}
 
 
