@@ -1,6 +1,7 @@
 """Test-suite guards: no network, Hugging Face offline, caches in a temporary folder."""
 from __future__ import annotations
 
+import ipaddress
 import os
 import socket
 
@@ -14,23 +15,45 @@ class NetworkBlocked(RuntimeError):
     pass
 
 
+_LOOPBACK_NAMES = ("localhost", "localhost.localdomain")
+
+
+def _is_loopback(address) -> bool:
+    """True for (host, port, ...) addresses on this machine (127.0.0.0/8, ::1, localhost): local stub servers."""
+    if not isinstance(address, tuple) or not address or not isinstance(address[0], str):
+        return False
+    host = address[0].strip("[]")
+    if host.lower() in _LOOPBACK_NAMES:
+        return True
+    try:
+        return ipaddress.ip_address(host.split("%", 1)[0]).is_loopback
+    except ValueError:  # any other host name: it would need a DNS lookup, which is network too
+        return False
+
+
 def _blocked(*args, **kwargs):
     raise NetworkBlocked("tests must not touch the network")
 
 
 @pytest.fixture(autouse=True, scope="session")
 def _no_network():
-    """Any outbound connection fails loudly; unix sockets (used by some libraries locally) stay allowed."""
+    """Any outbound connection fails loudly, except to loopback addresses (local stub servers in tests); unix
+    sockets (used by some libraries locally) stay allowed."""
     original_connect = socket.socket.connect
+    original_create = socket.create_connection
 
     def guarded_connect(self, address):
-        if self.family in (socket.AF_INET, socket.AF_INET6):
+        if self.family in (socket.AF_INET, socket.AF_INET6) and not _is_loopback(address):
             _blocked()
         return original_connect(self, address)
 
+    def guarded_create(address, *args, **kwargs):
+        if not _is_loopback(address):
+            _blocked()
+        return original_create(address, *args, **kwargs)
+
     socket.socket.connect = guarded_connect
-    original_create = socket.create_connection
-    socket.create_connection = _blocked
+    socket.create_connection = guarded_create
     yield
     socket.socket.connect = original_connect
     socket.create_connection = original_create

@@ -6,15 +6,21 @@ against the real configs; at load time the preprocessing always comes from the c
 """
 from __future__ import annotations
 
+import re
 from typing import Literal, Optional
+from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from medrival.core.errors import UnknownNameError
+from medrival.core.errors import ConfigError, UnknownNameError
 from medrival.core.types import DatasetInfo, check_modality
 
-SourceKind = Literal["open_clip", "hf-hub", "local-dir", "demo", "transformers"]
+SourceKind = Literal["open_clip", "hf-hub", "local-dir", "demo", "transformers", "openai-api"]
 HUB_KINDS = ("open_clip", "hf-hub", "transformers")  # kinds whose weights come from the Hugging Face Hub
+API_KIND = "openai-api"  # a generative model behind an OpenAI-compatible HTTP endpoint: no local weights
+DEFAULT_API_KEY_ENV = "OPENAI_API_KEY"
+_ENV_NAME = re.compile(r"[A-Z_][A-Z0-9_]{0,127}")  # upper case only, so a pasted key (mixed case, dashes) fails
+_HIDDEN = "<refused value, not shown> "  # prefixes the reason that stands for a refused value in pydantic errors
 OPEN_CLIP_CLASSES = ("CLIP", "CustomTextCLIP")
 TRANSFORMERS_CLASSES = ("CLIPModel", "SiglipModel")  # contrastive checkpoints served by transformers
 CONTRASTIVE_CLASSES = OPEN_CLIP_CLASSES + TRANSFORMERS_CLASSES
@@ -38,6 +44,51 @@ ModelClass = Literal[
 _CONTRASTIVE_ONLY = ("embed_dim", "context_length", "open_clip_config", "timm_model", "text_tower")
 
 
+# ------------------------------------------------------------------------------------------------ API sources
+# Messages about api_key_env and base_url never repeat the value given: a key may have been pasted there.
+def _key_env_problem(name: object) -> Optional[str]:
+    if isinstance(name, str) and _ENV_NAME.fullmatch(name):
+        return None
+    return ("api_key_env must be the NAME of the environment variable that holds the API key (upper-case letters, "
+            "digits and underscores, e.g. OPENAI_API_KEY), not the key itself; the value given is not shown.")
+
+
+def _base_url_problem(url: object) -> Optional[str]:
+    try:
+        parts = urlsplit(url.strip()) if isinstance(url, str) else None
+        port = parts.port if parts is not None else None  # parsing the port raises on a malformed one
+    except ValueError:
+        parts = port = None
+    if parts is None or parts.scheme not in ("http", "https") or not parts.hostname or port == 0:
+        return ("base_url must be an http(s) address such as https://api.openai.com/v1 or http://localhost:8000/v1 "
+                "(requests go to BASE_URL/chat/completions); the value given is not shown.")
+    if "@" in parts.netloc or parts.query or parts.fragment:
+        return ("base_url must not hold credentials, a query string or a fragment: it is shown in messages and "
+                "stored with results. Put the key in the environment variable named by api_key_env; the value "
+                "given is not shown.")
+    return None
+
+
+def check_key_env_name(name: object) -> str:
+    """``name`` when it can be the name of the environment variable holding an API key, else ``ConfigError``."""
+    problem = _key_env_problem(name)
+    if problem:
+        raise ConfigError(problem)
+    return name
+
+
+def check_base_url(url: object) -> str:
+    """``url`` without a trailing slash when it is a plain http(s) address, else ``ConfigError``.
+
+    Credentials (``user:pass@``), query strings and fragments are refused: the endpoint is printed in messages and
+    hashed into fingerprints, so it must hold no secret.
+    """
+    problem = _base_url_problem(url)
+    if problem:
+        raise ConfigError(problem)
+    return url.strip().rstrip("/")
+
+
 class ModelSource(BaseModel):
     """Where the weights come from. ``kind`` selects the loader."""
 
@@ -45,17 +96,54 @@ class ModelSource(BaseModel):
     kind: SourceKind = Field(
         description="open_clip: built-in config name + pretrained tag; hf-hub: an open_clip repo on the Hub; "
                     "transformers: a Hub repo served by transformers (CLIPModel / SiglipModel, or a generative "
-                    "image-text-to-text class); local-dir: a local checkpoint folder; demo: shipped tiny model.")
-    name: str = Field(description="open_clip model name, Hub repo id, folder path or demo model id.")
+                    "image-text-to-text class); local-dir: a local checkpoint folder; demo: shipped tiny model; "
+                    "openai-api: a generative model behind an OpenAI-compatible HTTP endpoint (base_url).")
+    name: str = Field(description="open_clip model name, Hub repo id, folder path, demo model id, or the API's "
+                                  "model name (kind=openai-api, e.g. gpt-4o-mini).")
     pretrained: Optional[str] = Field(None, description="open_clip pretrained tag (kind=open_clip only).")
     revision: Optional[str] = Field(
         None, description="Hub revision (commit hash, branch or tag) to pin (kind=transformers only).")
     weights_repo: Optional[str] = Field(
         None, description="kind=open_clip: the Hub repo open_clip downloads this tag's weights from (checked against "
                           "open_clip's registry by the contract test; used for cache status and download hints).")
+    base_url: Optional[str] = Field(
+        None, description="kind=openai-api (required): the OpenAI-compatible endpoint, e.g. https://api.openai.com/v1 "
+                          "or http://localhost:8000/v1; requests go to BASE_URL/chat/completions.")
+    api_key_env: Optional[str] = Field(
+        None, description=f"kind=openai-api: the environment variable holding the API key (default "
+                          f"{DEFAULT_API_KEY_ENV}). The key itself never goes in a card.")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _hide_secrets(cls, data):
+        """Swap a refused api_key_env / base_url for a placeholder holding the reason before validation: pydantic
+        prints each failing field's input, and a value pasted there may be the key itself."""
+        if isinstance(data, dict):
+            for field, problem_of in (("api_key_env", _key_env_problem), ("base_url", _base_url_problem)):
+                problem = problem_of(data[field]) if data.get(field) is not None else None
+                if problem:
+                    data = {**data, field: _HIDDEN + problem}
+        return data
+
+    @field_validator("api_key_env", "base_url")
+    @classmethod
+    def _refused(cls, value: Optional[str]) -> Optional[str]:
+        if isinstance(value, str) and value.startswith(_HIDDEN):
+            raise ValueError(value[len(_HIDDEN):])
+        return value
+
+    @field_validator("base_url")
+    @classmethod
+    def _plain_url(cls, value: Optional[str]) -> Optional[str]:
+        return None if value is None else check_base_url(value)
 
     @model_validator(mode="after")
     def _fields_fit_kind(self) -> "ModelSource":
+        if self.kind == API_KIND:
+            return self._api_fields()
+        if self.base_url is not None or self.api_key_env is not None:
+            raise ValueError(f"source.base_url and source.api_key_env apply to kind {API_KIND} only, not "
+                             f"{self.kind!r}; remove them.")
         if self.kind == "open_clip" and not self.pretrained:
             raise ValueError("source.pretrained (an open_clip tag such as 'openai') is required for kind open_clip; "
                              "list tags with `python -c \"import open_clip; print(open_clip.list_pretrained())\"`.")
@@ -67,6 +155,19 @@ class ModelSource(BaseModel):
             raise ValueError(f"source.revision is honoured for kind transformers only, not {self.kind!r}: "
                              "open_clip reads a repo's main branch. To pin, download that revision into a folder "
                              "(`hf download REPO --revision REV --local-dir DIR`) and give it as the study's weights.")
+        return self
+
+    def _api_fields(self) -> "ModelSource":
+        if self.base_url is None:
+            raise ValueError(f"source.base_url (the endpoint, e.g. https://api.openai.com/v1 or "
+                             f"http://localhost:8000/v1) is required for kind {API_KIND}.")
+        if self.pretrained or self.weights_repo or self.revision:
+            raise ValueError(f"source.pretrained, source.weights_repo and source.revision do not apply to kind "
+                             f"{API_KIND}: the server decides which weights answer; remove them.")
+        if not self.name.strip():
+            raise ValueError(f"source.name must be the API's model name (e.g. gpt-4o-mini) for kind {API_KIND}.")
+        if self.api_key_env is None:
+            self.api_key_env = DEFAULT_API_KEY_ENV  # written out, so a dumped card says where its key comes from
         return self
 
 
@@ -182,6 +283,9 @@ class ModelCard(BaseModel):
                              "compared with (same architecture and size class).")
         if self.gated and not self.access.strip():
             raise ValueError(f"gated card {self.id!r} must say how to get access (field 'access').")
+        if self.source.kind == API_KIND and self.family != "generative":
+            raise ValueError(f"card {self.id!r}: source kind {API_KIND} serves generative (text-answering) models "
+                             "only; set family: generative.")
         if self.source.kind in HUB_KINDS and self.architecture is None:
             raise ValueError(f"card {self.id!r} loads from the Hub and needs an 'architecture' section.")
         self._check_family_and_class()
@@ -208,9 +312,11 @@ class ModelCard(BaseModel):
 
     @property
     def served_by(self) -> str:
-        """The adapter that loads this card's weights: "transformers-generative" (every generative card: Hub,
-        local-dir and demo checkpoints are transformers save_pretrained folders), "transformers" (CLIPModel /
-        SiglipModel) or "open_clip"."""
+        """The adapter that serves this card: "openai-api" (an HTTP endpoint, no local weights),
+        "transformers-generative" (every other generative card: Hub, local-dir and demo checkpoints are
+        transformers save_pretrained folders), "transformers" (CLIPModel / SiglipModel) or "open_clip"."""
+        if self.source.kind == API_KIND:
+            return API_KIND
         if self.family == "generative":
             return "transformers-generative"
         if self.architecture is not None and self.architecture.model_class in TRANSFORMERS_CLASSES:

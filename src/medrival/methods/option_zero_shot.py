@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from medrival.core.errors import ConfigError
+from medrival.core.errors import ConfigError, MedrivalError
 from medrival.methods.base import METHODS, MethodSpec, Predictions
 from medrival.methods.vqa_prompts import class_option, diagnosis_prompt
 
@@ -46,6 +46,10 @@ class OptionZeroShot:
         self.model = None
 
     def fit(self, model, train, val, features=None, seed: int = 0) -> None:
+        if not getattr(model, "supports_option_scores", True):
+            name = model.card.id if getattr(model, "card", None) is not None else "this model"
+            raise MedrivalError(f"option_zero_shot needs the log-likelihood of each class name, but {name} is served "
+                                "by an API that returns text only; evaluate it with vqa_zero_shot instead.")
         self.model = model
 
     def predict(self, test) -> Predictions:

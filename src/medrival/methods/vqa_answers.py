@@ -47,6 +47,9 @@ class VQAOutput:
     responses: list[str]
     yes_probability: np.ndarray  # P("yes") among yes/no on closed questions; NaN elsewhere or when not scored
     trainable_parameters: int = 0
+    # (question row, message) of questions whose answer could not be obtained (an API that kept failing): their
+    # answer is empty, so they score as wrong, and the record lists them.
+    failures: list[tuple[int, str]] = field(default_factory=list)
     extras: dict[str, Any] = field(default_factory=dict)
 
 
@@ -74,13 +77,15 @@ def answer_questions(model, split: VQASplit, config: VQAGenerationConfig) -> VQA
     limits = [config.max_new_tokens_closed if t == "closed" else config.max_new_tokens_open
               for t in split.answer_types]
     responses = model.generate(images, prompts, max_new_tokens=limits, batch_size=config.batch_size)
+    failures = list(getattr(model, "failures", []))
     yes = np.full(len(split), np.nan)
     closed = np.flatnonzero(np.asarray(split.answer_types) == "closed")
-    if config.score_closed_options and closed.size:
+    # API models return text only: they have no option log-likelihoods, so their closed AUROC stays undefined.
+    if config.score_closed_options and closed.size and getattr(model, "supports_option_scores", True):
         scores = model.score_options([images[i] for i in closed], [prompts[i] for i in closed],
                                      YES_NO_OPTIONS, batch_size=config.batch_size)
         yes[closed] = yes_probability(scores)
-    return VQAOutput(list(responses), yes)
+    return VQAOutput(list(responses), yes, failures=failures)
 
 
 def yes_probability(log_likelihoods: np.ndarray) -> np.ndarray:

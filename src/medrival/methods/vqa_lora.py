@@ -153,6 +153,10 @@ class VQALora:
         self.tuned.model = peft_model
 
     def fit(self, model, train, val, features=None, seed: int = 0) -> None:
+        if not getattr(model, "supports_training", True):
+            name = model.card.id if getattr(model, "card", None) is not None else "this model"
+            raise MedrivalError(f"vqa_lora trains the model's weights, but {name} is served by an API; evaluate it "
+                                "with vqa_zero_shot, or run an open-weights model locally to fine-tune it.")
         check_precision(model.device, self.config.precision)
         check_quantization(self.config, model.device)
         if self.config.quantization == "4bit":

@@ -3,12 +3,13 @@
 Where the weights come from (first match wins): the ``weights`` folder argument (a study's ``weights:`` entry),
 ``$MEDRIVAL_WEIGHTS_DIR/<card id>/`` when it exists, then the card's own source. The card picks the adapter:
 ``medrival.models.generative`` for family generative, transformers for CLIPModel / SiglipModel, open_clip otherwise.
+A card of source kind ``openai-api`` has no weights: it is served by ``medrival.models.openai_api`` over HTTP.
 """
 from __future__ import annotations
 
 from pathlib import Path
 
-from medrival.core.cards import ModelCard
+from medrival.core.cards import API_KIND, ModelCard
 from medrival.core.errors import MedrivalError
 from medrival.models.catalog import get_card
 from medrival.models.openclip_loading import folder_version as _folder_version
@@ -22,9 +23,12 @@ def create_model(name_or_card: str | ModelCard, weights: str | Path | None = Non
 
     ``weights``: a local folder holding this checkpoint (open_clip files, or a transformers ``save_pretrained``
     folder); it overrides ``$MEDRIVAL_WEIGHTS_DIR`` and the card's source. A generative card is served by
-    ``medrival.models.generative.load_generative_model``; a contrastive one by the open_clip or transformers adapter.
+    ``medrival.models.generative.load_generative_model``; a contrastive one by the open_clip or transformers adapter;
+    an ``openai-api`` card by ``medrival.models.openai_api.load_api_model`` (its key variable must be set).
     """
     card = name_or_card if isinstance(name_or_card, ModelCard) else get_card(name_or_card)
+    if card.source.kind == API_KIND:
+        return _api_model(card, weights)
     if card.family == "generative":
         return _generative(card, weights)
     folder = local_folder(card, weights)
@@ -122,3 +126,14 @@ def _generative_from_hub(card: ModelCard):
     # Named again after loading: only now does the cache surely hold the files, and so the commit they came from.
     model._weights_id = hub_weights_id(card)
     return model
+
+
+# ----------------------------------------------------------------------------------------------- API models
+def _api_model(card: ModelCard, weights: str | Path | None):
+    """A card served by an OpenAI-compatible endpoint; a weights folder cannot apply to it, so one is refused."""
+    if weights is not None:
+        raise MedrivalError(f"Model {card.id!r} is served by an API ({card.source.base_url}) and has no local "
+                            "weights; remove its entry from the study's weights.")
+    from medrival.models.openai_api import load_api_model
+
+    return load_api_model(card)

@@ -29,7 +29,8 @@ LOAD_ERRORS = (OSError, RuntimeError, ValueError, KeyError)  # what open_clip, t
 
 @dataclass(frozen=True)
 class WeightsStatus:
-    """``state`` is shipped | local | cached | missing; ``where`` a folder, cache or the repos that are missing."""
+    """``state`` is shipped | local | cached | missing | api; ``where`` a folder, cache, the repos that are
+    missing, or an API's endpoint."""
 
     state: str
     where: str = ""
@@ -37,7 +38,8 @@ class WeightsStatus:
     @property
     def label(self) -> str:
         """Short form for tables: yes / no / shipped / local: PATH."""
-        return {"cached": "yes", "missing": "no", "shipped": "shipped"}.get(self.state, f"local: {self.where}")
+        return {"cached": "yes", "missing": "no", "shipped": "shipped"}.get(
+            self.state, f"{'api' if self.state == 'api' else 'local'}: {self.where}")
 
 
 # ----------------------------------------------------------------------------------------------- locating
@@ -102,6 +104,8 @@ def hub_requirements(card: ModelCard) -> list[HubFiles]:
 
 def weights_status(card: ModelCard, weights: str | Path | None = None) -> WeightsStatus:
     """Whether ``card``'s weights are available without a download (never touches the network)."""
+    if card.source.kind == "openai-api":  # no weights here: the model answers over HTTP
+        return WeightsStatus("api", str(card.source.base_url))
     if card.source.kind == "demo" and weights is None and _env_folder(card) is None:
         return WeightsStatus("shipped") if _demo_shipped(card) else WeightsStatus("missing", "package")
     try:

@@ -43,6 +43,10 @@ def score_vqa(split: VQASplit, output: VQAOutput) -> pd.DataFrame:
     yes_no = np.array([normalise_answer(a) in YES_NO for a in split.answers]) & (declared == "closed")
     frame["prob_yes"] = np.where(yes_no, output.yes_probability, np.nan)
     frame["label_yes"] = np.where(yes_no, [float(normalise_answer(a) == "yes") for a in split.answers], np.nan)
+    failure = np.full(len(split), None, dtype=object)
+    for row, message in output.failures:
+        failure[row] = message
+    frame["failure"] = failure
     metric_columns = [c for c in scores.columns if c not in ("answer_type", "extracted")]
     return pd.concat([frame, scores[metric_columns]], axis=1)
 
@@ -70,5 +74,5 @@ def fit_and_answer(cell: CellSpec, context, method) -> tuple[VQAOutput, VQASplit
     output = method.predict(test)
     facts = {"fit_s": fit_s, "predict_s": time.perf_counter() - started, "n_train": len(train), "n_val": len(val),
              "n_test": len(test), "device": str(model.device), "prompt_version": PROMPT_VERSION,
-             "normalisation_version": NORMALISATION_VERSION}
+             "normalisation_version": NORMALISATION_VERSION, "failed_questions": len(output.failures)}
     return output, test, facts
