@@ -87,3 +87,33 @@ def test_generative_study_stores_scored_questions_and_diagnosis_probabilities(ti
     assert closed["prob_yes"].between(0, 1).all()
     diagnosis = run.store.predictions(frame.loc["option_zero_shot", "cell_id"], split="val")
     assert len(diagnosis) == 300 and np.allclose(diagnosis[["prob_normal", "prob_pneumonia"]].sum(axis=1), 1)
+
+
+from openai_stub import serve  # noqa: E402,F401  (a fixture)
+
+
+def test_llm_judge_grades_open_answers_of_vqa_cells_and_changes_the_cell_id(tiny_folder, tmp_path, serve,
+                                                                            monkeypatch):
+    from medrival.study.spec import cell_id
+
+    monkeypatch.setenv("JUDGE_KEY", "sk-judge-test")
+    # The spread over repeats is tested in test_llm_judge.py; here every judgment agrees, so it is 0.
+    stub = serve(lambda request: "Score: 0.4")
+    text = ("name: j\nmodels: [demo-generalist-vlm]\ndatasets: [demo-xray-vqa]\n"
+            "methods: [{name: vqa_zero_shot, config: {batch_size: 64, score_closed_options: false}}]\n"
+            f"weights: {{demo-generalist-vlm: '{tiny_folder}'}}\n")
+    judged = parse_study(text + f"llm_judge: {{base_url: '{stub.url}', model: judge-1, api_key_env: JUDGE_KEY, "
+                                "repeats: 2}\n")
+    plain_cells, judged_cells = plan_cells(parse_study(text)), plan_cells(judged)
+    assert cell_id(plain_cells[0]) != cell_id(judged_cells[0]) and plain_cells[0].judge is None
+    run = run_study(judged, tmp_path / "store")
+    assert not run.failed
+    record = run.store.get(run.ran[0])
+    frame = run.store.predictions(run.ran[0])
+    open_rows = frame["answer_type"] == "open"
+    assert len(stub.requests) == 2 * open_rows.sum()
+    assert np.allclose(frame.loc[open_rows, "judge_mean"], 0.4) and frame.loc[~open_rows, "judge_mean"].isna().all()
+    assert np.allclose(frame.loc[open_rows, "judge_sd"], 0.0) and (frame.loc[open_rows, "judge_failures"] == 0).all()
+    assert record.metrics["llm_judge"] == pytest.approx(0.4) and record.metrics["llm_judge_failures"] == 0
+    assert record.spec["llm_judge"]["model"] == "judge-1" and "sk-judge-test" not in str(record)
+    assert record.cost["judge_prompt_version"] == "llm-judge-v1"

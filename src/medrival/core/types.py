@@ -203,6 +203,7 @@ class CellSpec:
     draw: int = 0
     subsample_val: bool = False  # validation gets the same budget as training ("matched" few-shot protocol)
     weights: str | None = None  # a local weights folder overriding the model card's source
+    judge: tuple[tuple[str, Any], ...] | None = None  # VQA cells: the LLM judge of open answers, when the study has one
 
     def config_dict(self) -> dict[str, Any]:
         return dict(self.method_config)

@@ -37,7 +37,8 @@ def describe_cell(cell: CellSpec) -> dict:
             "modality": info.modality, "domain": domain_of(card, info), "task": info.task.value,
             "pair": card.generalist_counterpart, "synthetic": bool(card.synthetic or info.synthetic),
             "budget": cell.budget, "shots": cell.shots, "fraction": cell.fraction, "draw": cell.draw,
-            "subsample_val": cell.subsample_val, "weights": cell.weights}
+            "subsample_val": cell.subsample_val, "weights": cell.weights,
+            **({"llm_judge": dict(cell.judge)} if cell.judge is not None else {})}
 
 
 def failure_record(cell: CellSpec, error: BaseException, started_at: str, wall_s: float) -> CellRecord:
@@ -210,7 +211,7 @@ def _run_classification(cell: CellSpec, context: CellContext) -> tuple[dict, dic
 
 def _run_vqa(cell: CellSpec, context: CellContext) -> tuple[dict, dict, pd.DataFrame]:
     """(metrics, cost facts, per-question frame) of a VQA cell."""
-    from medrival.study.vqa_cell import fit_and_answer, score_vqa, vqa_metrics
+    from medrival.study.vqa_cell import fit_and_answer, judge_open_answers, score_vqa, vqa_metrics
 
     spec = METHODS.get(cell.method)
     method = spec.build(spec.make_config(cell.config_dict()))
@@ -223,7 +224,11 @@ def _run_vqa(cell: CellSpec, context: CellContext) -> tuple[dict, dict, pd.DataF
             method.close()
     frame = score_vqa(test, output)
     facts = {**facts, "trainable_params": output.trainable_parameters, **output.extras}
-    return vqa_metrics(frame), facts, frame.assign(split="test")
+    metrics = vqa_metrics(frame)
+    if cell.judge is not None:
+        frame, judged, facts["judge_prompt_version"] = judge_open_answers(frame, dict(cell.judge))
+        metrics.update(judged)
+    return metrics, facts, frame.assign(split="test")
 
 
 def execute_cell(cell: CellSpec, context: CellContext) -> tuple[CellRecord, pd.DataFrame | None]:

@@ -21,7 +21,7 @@ from medrival.methods import METHODS
 from medrival.models.catalog import get_card, model_registry
 from medrival.store import ResultStore
 from medrival.study.cell import CellContext, execute_cell
-from medrival.study.spec import StudySpec, cell_id, check_names, check_weights, expand_cells
+from medrival.study.spec import StudySpec, cell_id, check_names, check_weights, expand_cells, freeze
 
 
 @dataclass
@@ -100,6 +100,8 @@ def _drop_unsupported(spec: StudySpec, cells: list[CellSpec], unsupported: dict,
             continue
         if cell.dataset in vqa and cell.budget != "full":
             cell = replace(cell, shots=None, fraction=None, draw=0, subsample_val=False)
+        if cell.dataset in vqa and spec.llm_judge is not None:
+            cell = replace(cell, judge=freeze(spec.llm_judge.model_dump()))
         keep.append(cell)
     return list(dict.fromkeys(keep))  # the budgets of a VQA dataset collapse into its one full-budget cell
 

@@ -133,6 +133,38 @@ class CustomDatasetSpec(BaseModel):
                                     "label_columns, modality (required), split_column, patient_column.")
 
 
+class LlmJudgeSpec(BaseModel):
+    """An LLM judge for the open answers of VQA cells (optional, off by default): an OpenAI-compatible chat
+    endpoint grades each answer against its reference ``repeats`` times; the mean and spread are stored."""
+
+    model_config = ConfigDict(extra="forbid")
+    base_url: str = Field(description="The endpoint's base URL, e.g. https://api.openai.com/v1 or a local server.")
+    model: Name = Field(description="The judge model's name at that endpoint.")
+    api_key_env: str = Field("OPENAI_API_KEY", description="Environment variable holding the key (never stored).")
+    repeats: int = Field(3, ge=1, le=20, description="Judgments per answer; their spread is reported.")
+    temperature: float = Field(0.7, ge=0, le=2, description="Sampling temperature of each judgment.")
+
+    @field_validator("base_url")
+    @classmethod
+    def _plain_url(cls, value: str) -> str:
+        from medrival.core.cards import check_base_url
+
+        try:
+            return check_base_url(value)
+        except ConfigError as error:
+            raise ValueError(str(error)) from None
+
+    @field_validator("api_key_env")
+    @classmethod
+    def _key_name(cls, value: str) -> str:
+        from medrival.core.cards import check_key_env_name
+
+        try:
+            return check_key_env_name(value)
+        except ConfigError as error:
+            raise ValueError(str(error)) from None
+
+
 class StudySpec(BaseModel):
     """A paired study: every model x dataset x method x seed."""
 
@@ -173,6 +205,9 @@ class StudySpec(BaseModel):
                               "contrastive model on a VQA dataset, a generative one with linear_probe, a label "
                               "budget on a VQA dataset): 'refuse' the study, or 'skip' the combination (mixed "
                               "contrastive + generative studies; the skipped combinations are listed).")
+    llm_judge: LlmJudgeSpec | None = Field(
+        None, description="Optional LLM judge of open VQA answers (base_url, model, api_key_env, repeats, "
+                          "temperature); off when absent.")
     save_checkpoints: bool = Field(
         False, description="Save each trained cell's learned state (heads, adapters) under STORE/checkpoints/.")
 
@@ -364,6 +399,8 @@ def cell_id(cell: CellSpec) -> str:
         payload.update(shots=cell.shots, fraction=cell.fraction, draw=cell.draw, subsample_val=cell.subsample_val)
     if cell.weights is not None:
         payload["weights"] = cell.weights
+    if cell.judge is not None:  # a judged cell is another result than the same cell unjudged
+        payload["judge"] = _jsonable(freeze(dict(cell.judge)))
     # Refusing NaN keeps the JSON standard; sort_keys/separators make the text (hence the hash) canonical.
     text = json.dumps(payload, sort_keys=True, separators=(",", ":"), ensure_ascii=True, allow_nan=False)
     return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]

@@ -76,3 +76,21 @@ def fit_and_answer(cell: CellSpec, context, method) -> tuple[VQAOutput, VQASplit
              "n_test": len(test), "device": str(model.device), "prompt_version": PROMPT_VERSION,
              "normalisation_version": NORMALISATION_VERSION, "failed_questions": len(output.failures)}
     return output, test, facts
+
+
+def judge_open_answers(frame: pd.DataFrame, judge: dict) -> tuple[pd.DataFrame, dict[str, float], str]:
+    """The open questions' answers graded by the study's LLM judge: per-question ``judge_mean`` / ``judge_sd`` /
+    ``judge_failures`` columns (NaN on closed questions), the cell-level summary and the judge prompt version."""
+    from medrival.metrics.llm_judge import judge_open_answers as judge_answers, summarise_judgments
+
+    open_rows = np.flatnonzero(frame["answer_type"].to_numpy() == "open")
+    judged = judge_answers(frame["question"].iloc[open_rows], frame["answer"].iloc[open_rows],
+                           frame["response"].iloc[open_rows], **judge)
+    frame = frame.copy()
+    for column in ("judge_mean", "judge_sd", "judge_failures"):
+        values = np.full(len(frame), np.nan)
+        values[open_rows] = judged[column].to_numpy(dtype=float)
+        frame[column] = values
+    summary = summarise_judgments(judged)
+    return frame, {"llm_judge": summary["judge_mean"], "llm_judge_sd_mean": summary["judge_sd_mean"],
+                   "llm_judge_failures": float(summary["judge_failures"])}, summary["judge_prompt_version"]
