@@ -10,7 +10,7 @@ from medrival.methods import METHODS
 from medrival.methods.option_zero_shot import softmax_rows, split_images
 from medrival.methods.vqa_answers import question_prompts, yes_probability
 from medrival.methods.vqa_lora import VQALora, VQALoraConfig, lora_target_names
-from medrival.methods.vqa_prompts import TEMPLATES, diagnosis_prompt
+from medrival.core.prompts import TEMPLATES, diagnosis_prompt
 from medrival.study.vqa_cell import score_vqa, vqa_metrics
 
 torch = pytest.importorskip("torch")

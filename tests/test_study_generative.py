@@ -52,7 +52,7 @@ def tiny_folder(tmp_path_factory):
     import torch
 
     from medrival.data import world
-    from medrival.methods.vqa_prompts import TEMPLATES, diagnosis_prompt
+    from medrival.core.prompts import TEMPLATES, diagnosis_prompt
     from medrival.data.catalog import dataset_info
     from medrival.models.tiny_generative import build_tiny_llava
 

@@ -13,7 +13,7 @@ import numpy as np
 
 from medrival.core.errors import ConfigError, MedrivalError
 from medrival.methods.base import METHODS, MethodSpec, Predictions
-from medrival.methods.vqa_prompts import class_option, diagnosis_prompt
+from medrival.core.prompts import class_option, diagnosis_prompt
 
 
 @dataclass

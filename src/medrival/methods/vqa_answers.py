@@ -13,7 +13,7 @@ import numpy as np
 
 from medrival.core.errors import ConfigError
 from medrival.core.types import VQASplit
-from medrival.methods.vqa_prompts import DEFAULT_MAX_NEW_TOKENS, vqa_prompt
+from medrival.core.prompts import DEFAULT_MAX_NEW_TOKENS, vqa_prompt
 
 YES_NO_OPTIONS = ("yes", "no")
 

@@ -15,7 +15,7 @@ import pandas as pd
 from medrival.core.types import CellSpec, VQASplit
 from medrival.metrics.vqa import NORMALISATION_VERSION, YES_NO, normalise_answer, score_answers, summarise
 from medrival.methods.vqa_answers import VQAOutput
-from medrival.methods.vqa_prompts import PROMPT_VERSION
+from medrival.core.prompts import PROMPT_VERSION
 
 
 def _scored_types(split: VQASplit) -> list[str]:

@@ -8,15 +8,15 @@ from medrival.data.world.canvas import grid, paint, smooth_noise, soft_ellipse
 MODALITY = "natural"
 TASK = None
 CLASS_NAMES: tuple[str, ...] = ()
-_COLOURS = {"red": (0.85, 0.15, 0.12), "green": (0.2, 0.7, 0.25), "blue": (0.15, 0.3, 0.85),
+COLOURS = {"red": (0.85, 0.15, 0.12), "green": (0.2, 0.7, 0.25), "blue": (0.15, 0.3, 0.85),
             "yellow": (0.95, 0.85, 0.2), "white": (0.95, 0.95, 0.95), "black": (0.05, 0.05, 0.05),
             "purple": (0.55, 0.2, 0.65), "orange": (0.95, 0.55, 0.1)}
 
 
 def draw(rng: np.random.Generator, size: int) -> tuple[np.ndarray, dict]:
-    names = list(_COLOURS)
+    names = list(COLOURS)
     background = str(rng.choice(names))
-    img = np.broadcast_to(np.asarray(_COLOURS[background], np.float32), (size, size, 3)).copy()
+    img = np.broadcast_to(np.asarray(COLOURS[background], np.float32), (size, size, 3)).copy()
     img += 0.05 * smooth_noise(rng, size, 6)[..., None]
     shapes = []
     for _ in range(int(rng.integers(1, 4))):
@@ -26,7 +26,7 @@ def draw(rng: np.random.Generator, size: int) -> tuple[np.ndarray, dict]:
         radius = rng.uniform(0.15, 0.35)
         rx, ry = {"circle": (radius, radius), "square": (radius, radius), "bar": (radius * 1.8, radius * 0.4)}[kind]
         mask = soft_ellipse(size, cx, cy, rx, ry, 40.0) if kind == "circle" else _box(size, cx, cy, rx, ry)
-        paint(img, mask, _COLOURS[colour])
+        paint(img, mask, COLOURS[colour])
         shapes.append((colour, kind))
     return img, {"label": -1, "background": background, "shapes": shapes}
 

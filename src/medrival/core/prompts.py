@@ -36,4 +36,9 @@ def class_option(name: str) -> str:
 
 def diagnosis_prompt(info: DatasetInfo) -> str:
     """One question asking for the diagnosis among the dataset's class names (option order as registered)."""
-    return DIAGNOSIS_TEMPLATE.format(options=", ".join(class_option(c) for c in info.class_names))
+    return diagnosis_question(info.class_names)
+
+
+def diagnosis_question(class_names) -> str:
+    """The diagnosis question over ``class_names`` (what ``diagnosis_prompt`` asks of a dataset)."""
+    return DIAGNOSIS_TEMPLATE.format(options=", ".join(class_option(c) for c in class_names))
