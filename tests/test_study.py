@@ -28,14 +28,20 @@ def demo_run(tmp_path_factory):
     return out, run, run.frame()
 
 
-N_DEMO_CELLS = 2 * 4 * 9  # models x datasets x methods of the ladder
+# Contrastive: 2 models x 4 diagnosis datasets x 9 methods of the ladder. Generative: 2 models x 4 diagnosis
+# datasets (option scoring) + 2 models x 2 VQA datasets x 2 methods (off-the-shelf, LoRA).
+N_DEMO_CELLS = 2 * 4 * 9 + 2 * 4 + 2 * 2 * 2
 DEMO_DATASETS = ["demo-xray", "demo-pathology", "demo-dermoscopy", "demo-fundus"]
+UNTRAINED = ("zero_shot", "knn", "tip_adapter", "option_zero_shot", "vqa_zero_shot")
 
 
-def _auroc(frame, model, dataset, method):
+def _metric(frame, model, dataset, method, name="auroc"):
     row = frame[(frame.model == model) & (frame.dataset == dataset) & (frame.method == method)]
     assert len(row) == 1
-    return float(row.auroc.iloc[0])
+    return float(row[name].iloc[0])
+
+
+_auroc = _metric
 
 
 def test_demo_runs_every_cell(demo_run):
@@ -84,19 +90,45 @@ def test_every_result_records_its_cost(demo_run):
     for record in run.store.records():
         cost = record.cost
         assert cost["wall_s"] > 0 and cost["peak_rss_mb"] > 100 and cost["device"] == "cpu"
-        assert cost["n_train"] == 600 and cost["n_val"] == 300
-        trained = record.spec["method"] not in ("zero_shot", "knn", "tip_adapter")
+        if record.spec["task"] == "vqa":  # questions, several per image
+            assert cost["n_train"] > 120 and cost["n_val"] > 40 and cost["prompt_version"] == "1"
+        else:
+            assert cost["n_train"] == 600 and cost["n_val"] == 300
+        trained = record.spec["method"] not in UNTRAINED
         assert (cost["trainable_params"] > 0) == trained, record.spec["method"]
 
 
 def test_metrics_are_recomputable_from_stored_predictions(demo_run):
     _, run, frame = demo_run
+    from medrival.study.vqa_cell import vqa_metrics
+
     for record in run.store.records():
         predictions = run.store.predictions(record.cell_id)
+        if record.spec["task"] == "vqa":
+            assert vqa_metrics(predictions) == pytest.approx(record.metrics, abs=1e-12)
+            continue
         probabilities = predictions.filter(like="prob_").to_numpy()
         recomputed = compute_classification_metrics(record.spec["task"], predictions.label.to_numpy(), probabilities)
         for name, value in record.metrics.items():
             assert recomputed[name] == pytest.approx(value, abs=1e-12)
+
+
+def test_generative_specialist_wins_in_domain_off_the_shelf(demo_run):
+    frame = demo_run[2]
+    closed = {m: _metric(frame, f"demo-{m}-vlm", "demo-xray-vqa", "vqa_zero_shot", "closed_accuracy")
+              for m in ("specialist", "generalist")}
+    assert closed["specialist"] > 0.9 and closed["specialist"] > closed["generalist"] + 0.2
+    diagnosis = {m: _metric(frame, f"demo-{m}-vlm", "demo-xray", "option_zero_shot")
+                 for m in ("specialist", "generalist")}
+    assert diagnosis["specialist"] > 0.9 and diagnosis["specialist"] > diagnosis["generalist"] + 0.2
+
+
+def test_lora_raises_the_generalists_closed_vqa_accuracy_out_of_domain(demo_run):
+    frame = demo_run[2]
+    before = _metric(frame, "demo-generalist-vlm", "demo-dermoscopy-vqa", "vqa_zero_shot", "closed_accuracy")
+    after = _metric(frame, "demo-generalist-vlm", "demo-dermoscopy-vqa", "vqa_lora", "closed_accuracy")
+    specialist = _metric(frame, "demo-specialist-vlm", "demo-dermoscopy-vqa", "vqa_zero_shot", "closed_accuracy")
+    assert after > 0.8 and after > before + 0.3 and after > specialist + 0.2
 
 
 def test_each_split_is_encoded_once_per_model(demo_run):
@@ -225,3 +257,4 @@ def test_demo_report_renders_in_headless_chromium(demo_run, tmp_path):
     for section in ("RQ1", "RQ2", "RQ3"):
         assert section in dom
     assert dom.count("<svg") >= 5 and "demo-specialist-clip+zero_shot" in dom
+    assert "demo-generalist-vlm+vqa_lora" in dom and "closed_accuracy" in dom

@@ -11,6 +11,7 @@ model in memory. QLoRA (``quantization: 4bit``) reloads the base in 4-bit NF4 th
 from __future__ import annotations
 
 import re
+import warnings
 from dataclasses import dataclass, field
 
 from medrival.core.errors import ConfigError, MedrivalError
@@ -147,7 +148,9 @@ class VQALora:
         pattern = "^(" + "|".join(re.escape(name) for name in self.targets) + ")$"
         lora = LoraConfig(r=self.config.rank, lora_alpha=self.config.alpha, lora_dropout=self.config.dropout,
                           target_modules=pattern, bias="none")
-        with seeded(seed, model.device):
+        with seeded(seed, model.device), warnings.catch_warnings():
+            # peft asks the model for the attribute transformers 5 renamed; the answer is the same, the warning noise
+            warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
             peft_model = get_peft_model(model.model, lora)
         self.tuned = copy.copy(model)
         self.tuned.model = peft_model

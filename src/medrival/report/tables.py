@@ -19,12 +19,17 @@ from rich.text import Text
 from medrival.core.errors import MedrivalError
 
 IDENTITY_COLUMNS = ("model", "role", "dataset", "modality", "domain", "method", "budget", "draw", "seed")
-PREFERRED_METRICS = ("auroc", "accuracy", "balanced_accuracy", "macro_f1")
+PREFERRED_METRICS = ("auroc", "accuracy", "balanced_accuracy", "macro_f1", "closed_accuracy", "closed_auroc",
+                     "token_f1")
+# The terminal shows these only (a mixed study has a dozen metrics, too wide for a terminal); the Markdown and
+# CSV files have every metric.
+TERMINAL_METRICS = frozenset(PREFERRED_METRICS)
 # Numeric columns that are bookkeeping, not metrics, and so are never shown as metric columns.
 NON_METRIC_COLUMNS = frozenset({
     "cell_id", "status", "model", "role", "dataset", "modality", "domain", "task", "method", "seed",
     "wall_s", "encode_s", "fit_s", "trainable_params", "error", "traceback", "synthetic", "spec",
     "started_at", "finished_at", "budget", "draw", "shots", "fraction", "peak_rss_mb", "n_train", "n_val",
+    "n_closed", "n_open", "n_test", "failed_questions", "llm_judge_failures",
 })
 ERROR_WIDTH = 80
 NO_RESULTS = "no results"
@@ -45,10 +50,11 @@ def _has_errors(frame: pd.DataFrame) -> bool:
     return "error" in frame.columns and bool(frame["error"].map(_present).any())
 
 
-def display_columns(frame: pd.DataFrame) -> list[str]:
-    """The columns a report shows, in order; ``error`` only when some cell has one."""
+def display_columns(frame: pd.DataFrame, terminal: bool = False) -> list[str]:
+    """The columns a report shows, in order; ``error`` only when some cell has one. ``terminal``: the headline
+    metrics only (``TERMINAL_METRICS``)."""
     cols = [c for c in IDENTITY_COLUMNS if c in frame.columns and not _only_defaults(frame, c)]
-    cols += metric_columns(frame)
+    cols += [c for c in metric_columns(frame) if not terminal or c in TERMINAL_METRICS]
     cols += ["wall_s"] if "wall_s" in frame.columns else []
     cols += ["status"]  # always shown: a missing status column reads as "done" (see _cell_text)
     return cols + (["error"] if _has_errors(frame) else [])
@@ -101,9 +107,9 @@ def _cell_text(column: str, value: Any) -> str:
     return f"{number:.2f}" if column == "wall_s" else f"{number:.3f}"
 
 
-def display_rows(frame: pd.DataFrame) -> tuple[list[str], list[list[str]]]:
+def display_rows(frame: pd.DataFrame, terminal: bool = False) -> tuple[list[str], list[list[str]]]:
     """Headers and the text of every row, shared by the terminal table and the Markdown file."""
-    columns = display_columns(frame)
+    columns = display_columns(frame, terminal)
     rows = []
     for record in frame.to_dict(orient="records"):
         rows.append([_cell_text(c, record.get(c)) for c in columns])
@@ -117,7 +123,7 @@ def results_table(frame: pd.DataFrame, title: str = "medrival results") -> Table
         table.add_column("")
         table.add_row(NO_RESULTS)
         return table
-    columns, rows = display_rows(frame)
+    columns, rows = display_rows(frame, terminal=True)
     table = Table(title=title, caption=summary_line(frame))
     numeric = set(metric_columns(frame)) | {"wall_s", "seed"}
     for col in columns:

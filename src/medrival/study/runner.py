@@ -128,12 +128,18 @@ def feature_cache_dir(spec: StudySpec, store_dir: str | Path) -> Path:
     return Path(chosen).expanduser() if chosen else Path(store_dir) / "features"
 
 
+def _left_out_summary(left_out: list[str], shown: int = 3) -> str:
+    """How many combinations ``unsupported: skip`` left out, with the first few reasons."""
+    more = f"\n  ... and {len(left_out) - shown} more" if len(left_out) > shown else ""
+    return (f"{len(left_out)} unsupported combination(s) left out (unsupported: skip), e.g.:\n  "
+            + "\n  ".join(left_out[:shown]) + more)
+
+
 def run_study(spec: StudySpec, store_dir: str | Path, progress: Callable[[str], None] = lambda _: None) -> StudyRun:
     left_out: list[str] = []
     cells = plan_cells(spec, left_out)
     if left_out:
-        progress(f"{len(left_out)} unsupported combination(s) left out (unsupported: skip):\n  "
-                 + "\n  ".join(left_out))
+        progress(_left_out_summary(left_out))
     store = ResultStore(store_dir)
     run = StudyRun(store, cells)
     finished, ids = store.finished_ids(), {cell: cell_id(cell) for cell in cells}
