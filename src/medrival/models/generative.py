@@ -231,8 +231,11 @@ class GenerativeModel:
         # transformers' own rule (ProcessorMixin.apply_chat_template): a template that writes the bos token
         # itself must not get a second one from the tokenizer.
         add_special = not (bos and texts[0].startswith(bos))
+        # One list of images per text: processors that allow several images per prompt (Gemma 3's) read a flat
+        # list as all the images of ONE prompt and reject a batch; LLaVA's and Qwen2-VL's accept both layouts.
+        nested = [[image] for image in images]
         with _padding_side(tokenizer, side):
-            encoded = self.processor(images=images, text=texts, padding=True, return_tensors="pt",
+            encoded = self.processor(images=nested, text=texts, padding=True, return_tensors="pt",
                                      add_special_tokens=add_special)
         dtype, device = next(self.model.parameters()).dtype, self.device
         return {key: value.to(device, dtype) if value.is_floating_point() else value.to(device)
