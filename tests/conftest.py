@@ -63,3 +63,15 @@ def _no_network():
 def _cache_dir(tmp_path_factory):
     os.environ["MEDRIVAL_CACHE_DIR"] = str(tmp_path_factory.mktemp("medrival-cache"))
     yield
+
+
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """Tiny models run fastest on one thread (two threads mostly wait for each other); restored afterwards.
+    A module opts in with ``pytestmark = pytest.mark.usefixtures("one_torch_thread")``."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

@@ -22,13 +22,7 @@ SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "pretrain_demo_vlms.p
 KINDS = ("generalist", "specialist")
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    """Tiny models run fastest on one thread (two threads mostly wait for each other)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # tiny models: one thread is fastest
 
 
 @pytest.fixture(scope="module")

@@ -17,14 +17,7 @@ PROMPTS = ["is there a fracture?", "what organ is shown in this image?", "which 
            "a chest x-ray showing pneumonia. is there an effusion on the left side?"]
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    """A tiny model's ops are microseconds: with two threads on a busy two-core runner they mostly wait for each
-    other (this file runs several times faster on one thread)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # tiny models: one thread is fastest
 
 
 @pytest.fixture(scope="module")

@@ -26,13 +26,7 @@ from medrival.models.factory import create_model
 from medrival.models.lora_targets import resolve_targets
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    """Two cores shared by several jobs: torch's spinning worker threads make every op ~100x slower here."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # tiny models: one thread is fastest
 
 
 @pytest.fixture(scope="module")

@@ -48,9 +48,7 @@ def test_label_budgets_on_vqa_datasets_are_refused_or_collapse_to_one_full_cell(
 
 
 @pytest.fixture(scope="module")
-def tiny_folder(tmp_path_factory):
-    import torch
-
+def tiny_folder(tmp_path_factory, one_torch_thread):
     from medrival.data import world
     from medrival.core.prompts import TEMPLATES, diagnosis_prompt
     from medrival.data.catalog import dataset_info
@@ -59,10 +57,7 @@ def tiny_folder(tmp_path_factory):
     texts = [t.format(question="") for t in TEMPLATES.values()] + [diagnosis_prompt(dataset_info("demo-xray"))]
     texts += [f"{q} {a}" for attrs in world.render("xray", "train", 30, size=32).attrs
               for q, a, _ in world.questions("xray", attrs)]
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield build_tiny_llava(tmp_path_factory.mktemp("vlm"), texts, image_size=32, patch_size=16, text_layers=1)
-    torch.set_num_threads(threads)
+    return build_tiny_llava(tmp_path_factory.mktemp("vlm"), texts, image_size=32, patch_size=16, text_layers=1)
 
 
 def test_generative_study_stores_scored_questions_and_diagnosis_probabilities(tiny_folder, tmp_path):

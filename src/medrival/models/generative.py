@@ -24,6 +24,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from medrival.core.errors import DataError, MedrivalError
+from medrival.models.checkpointing import set_transformers_checkpointing
 from medrival.models.preprocessing import check_texts
 
 __all__ = ["GenerativeModel", "load_generative_model"]
@@ -369,18 +370,7 @@ class GenerativeModel:
         return groups
 
     def set_grad_checkpointing(self, enabled: bool = True) -> None:
-        # transformers 5.x renamed gradient_checkpointing_* to activation_checkpointing_*; 4.x has only the old.
-        new_api = hasattr(self.model, "activation_checkpointing_enable")
-        if not enabled:
-            (self.model.activation_checkpointing_disable if new_api else self.model.gradient_checkpointing_disable)()
-            return
-        # Non-reentrant checkpointing keeps gradients flowing to adapter weights (LoRA) even when the
-        # checkpointed block's inputs do not require grad, which the reentrant variant would drop.
-        options = {"use_reentrant": False}
-        if new_api:
-            self.model.activation_checkpointing_enable(activation_checkpointing_kwargs=options)
-        else:
-            self.model.gradient_checkpointing_enable(gradient_checkpointing_kwargs=options)
+        set_transformers_checkpointing(self.model, enabled)
 
 
 # -------------------------------------------------------------------------------------------------- loading

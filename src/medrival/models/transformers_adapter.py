@@ -14,6 +14,7 @@ from typing import Any
 from medrival.core.cards import ModelCard
 from medrival.core.errors import MedrivalError
 from medrival.models.adapter_base import ContrastiveAdapter
+from medrival.models.checkpointing import set_transformers_checkpointing
 from medrival.models.preprocessing import check_texts
 
 MODEL_TYPES = {"CLIPModel": "clip", "SiglipModel": "siglip"}
@@ -116,18 +117,7 @@ class TransformersClipModel(ContrastiveAdapter):
         return features / features.norm(dim=-1, keepdim=True) if normalize else features
 
     def set_grad_checkpointing(self, enabled: bool = True) -> None:
-        # transformers 5.x renamed gradient_checkpointing_* to activation_checkpointing_*; 4.x has only the old.
-        new_api = hasattr(self.model, "activation_checkpointing_enable")
-        if not enabled:
-            (self.model.activation_checkpointing_disable if new_api else self.model.gradient_checkpointing_disable)()
-            return
-        # Non-reentrant checkpointing keeps gradients flowing to adapter weights (LoRA) even when the
-        # checkpointed block's inputs do not require grad, which the reentrant variant would drop.
-        options = {"use_reentrant": False}
-        if new_api:
-            self.model.activation_checkpointing_enable(activation_checkpointing_kwargs=options)
-        else:
-            self.model.gradient_checkpointing_enable(gradient_checkpointing_kwargs=options)
+        set_transformers_checkpointing(self.model, enabled)
 
 
 def _check_model_type(card: ModelCard, config: Any) -> None:
