@@ -41,7 +41,7 @@ def _build(folder: Path, real_size: bool, device: str):
     import torch
 
     from medrival.data import world
-    from medrival.methods.vqa_prompts import TEMPLATES
+    from medrival.core.prompts import TEMPLATES
     from medrival.models.generative import load_generative_model
     from medrival.models.tiny_generative import build_tiny_llava
 

@@ -79,4 +79,3 @@ class ContrastiveAdapter:
     def encode_texts(self, texts: list[str], batch_size: int = 256, normalize: bool = True):
         """L2-normalised (by default) float32 CPU embeddings of texts."""
         return encode_texts_in_batches(self, texts, batch_size, normalize)
-
