@@ -75,3 +75,18 @@ def one_torch_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+@pytest.fixture
+def hub_cache(tmp_path, monkeypatch):
+    """An empty Hugging Face cache for this test (huggingface_hub read HF_HUB_CACHE at import, so set both)."""
+    from huggingface_hub import constants
+
+    from medrival.models.weights import WEIGHTS_ENV
+
+    cache = tmp_path / "hf-cache"
+    cache.mkdir()
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(cache))
+    monkeypatch.setenv("HF_HUB_CACHE", str(cache))
+    monkeypatch.delenv(WEIGHTS_ENV, raising=False)
+    return cache

@@ -34,19 +34,6 @@ PAIRS = {("llava-1.5-7b", "llava-med-v1.5-7b"), ("qwen2.5-vl-7b", "lingshu-7b"),
 
 
 @pytest.fixture
-def hub_cache(tmp_path, monkeypatch):
-    """An empty Hugging Face cache for this test (huggingface_hub read HF_HUB_CACHE at import, so set both)."""
-    from huggingface_hub import constants
-
-    cache = tmp_path / "hf-cache"
-    cache.mkdir()
-    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(cache))
-    monkeypatch.setenv("HF_HUB_CACHE", str(cache))
-    monkeypatch.delenv(weights.WEIGHTS_ENV, raising=False)
-    return cache
-
-
-@pytest.fixture
 def loader(monkeypatch):
     """A stand-in ``medrival.models.generative`` whose loader records its calls; returns the list of calls."""
     calls: list[dict] = []

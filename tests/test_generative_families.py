@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from generative_helpers import overfit
 
 from medrival.models.generative import GenerativeModel, load_generative_model
 from medrival.models.tiny_families import build_tiny_gemma3, build_tiny_qwen2_vl, tiny_gemma3, tiny_qwen2_vl
@@ -147,16 +148,7 @@ def test_module_groups_exist(model, family):
 def test_training_reduces_the_loss(folder, family, images):
     tuned = load_generative_model(None, folder, f"tiny-{family}@train")
     answers = ["yes", "heart", "left", "no"]
-    batch = tuned.training_batch(images, PROMPTS, answers)
-    optimizer = torch.optim.Adam(tuned.model.parameters(), lr=3e-3)
-    tuned.model.train()
-    losses = []
-    for _ in range(25):
-        loss = tuned.loss(batch)
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
-        losses.append(loss.item())
+    losses = overfit(tuned, images, PROMPTS, answers, steps=25, lr=3e-3)
     assert np.isfinite(losses).all() and losses[-1] < 0.5 * losses[0]
     # The images reach the loss: the vision tower got gradients.
     vision = dict(tuned.model.named_modules())[tuned.module_groups()["vision"][0]]

@@ -4,6 +4,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from generative_helpers import overfit
 
 from medrival.core.errors import DataError, MedrivalError
 from medrival.models.generative import GenerativeModel, load_generative_model
@@ -123,16 +124,7 @@ def test_training_batch_labels_only_the_answer(model, images):
 def test_training_overfits_four_examples(folder, images):
     tuned = load_generative_model(None, folder, "tiny-llava@train")
     answers = ["yes", "heart", "left", "no"]
-    batch = tuned.training_batch(images, PROMPTS, answers)
-    optimizer = torch.optim.Adam(tuned.model.parameters(), lr=2e-3)
-    tuned.model.train()
-    losses = []
-    for _ in range(30):
-        loss = tuned.loss(batch)
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
-        losses.append(loss.item())
+    losses = overfit(tuned, images, PROMPTS, answers, steps=30, lr=2e-3)
     assert np.isfinite(losses).all() and losses[-1] < 0.5 * losses[0]
     assert tuned.generate(images, PROMPTS, max_new_tokens=4) == answers
     assert tuned.model.training  # generation restored the caller's mode

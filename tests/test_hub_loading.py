@@ -34,19 +34,6 @@ TEXTS = tiny.SENTENCES[:3]
 
 
 @pytest.fixture
-def hub_cache(tmp_path, monkeypatch):
-    """An empty Hugging Face cache for this test (huggingface_hub read HF_HUB_CACHE at import, so set both)."""
-    from huggingface_hub import constants
-
-    cache = tmp_path / "hf-cache"
-    cache.mkdir()
-    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(cache))
-    monkeypatch.setenv("HF_HUB_CACHE", str(cache))
-    monkeypatch.delenv(weights.WEIGHTS_ENV, raising=False)
-    return cache
-
-
-@pytest.fixture
 def online(monkeypatch):
     """Offline mode off, as on a user's machine (the probe then meets conftest's blocked sockets)."""
     from huggingface_hub import constants

@@ -112,3 +112,14 @@ def test_llm_judge_grades_open_answers_of_vqa_cells_and_changes_the_cell_id(tiny
     assert record.metrics["llm_judge"] == pytest.approx(0.4) and record.metrics["llm_judge_failures"] == 0
     assert record.spec["llm_judge"]["model"] == "judge-1" and "sk-judge-test" not in str(record)
     assert record.cost["judge_prompt_version"] == "llm-judge-v1"
+
+
+@pytest.mark.parametrize("field, value, expected", [("base_url", "https://user:secret@host/v1", "base_url"),
+                                                    ("api_key_env", "sk-pasted-key", "api_key_env")])
+def test_llm_judge_settings_are_checked_like_api_cards(field, value, expected):
+    judge = {"base_url": "http://127.0.0.1:1/v1", "model": "judge", field: value}
+    text = ("name: j\nmodels: [demo-generalist-vlm]\ndatasets: [demo-xray-vqa]\nmethods: [vqa_zero_shot]\n"
+            f"llm_judge: {judge}\n".replace("'", '"'))
+    with pytest.raises(ConfigError, match=expected) as error:
+        parse_study(text)
+    assert "secret" not in str(error.value) and "sk-pasted-key" not in str(error.value)

@@ -144,24 +144,16 @@ class LlmJudgeSpec(BaseModel):
     repeats: int = Field(3, ge=1, le=20, description="Judgments per answer; their spread is reported.")
     temperature: float = Field(0.7, ge=0, le=2, description="Sampling temperature of each judgment.")
 
-    @field_validator("base_url")
+    @field_validator("base_url", "api_key_env")
     @classmethod
-    def _plain_url(cls, value: str) -> str:
-        from medrival.core.cards import check_base_url
+    def _checked_like_api_cards(cls, value: str, info: Any) -> str:
+        """The same checks as an ``openai-api`` card's (no secrets in the URL, a plausible variable name)."""
+        from medrival.core.cards import check_base_url, check_key_env_name
 
+        check = check_base_url if info.field_name == "base_url" else check_key_env_name
         try:
-            return check_base_url(value)
-        except ConfigError as error:
-            raise ValueError(str(error)) from None
-
-    @field_validator("api_key_env")
-    @classmethod
-    def _key_name(cls, value: str) -> str:
-        from medrival.core.cards import check_key_env_name
-
-        try:
-            return check_key_env_name(value)
-        except ConfigError as error:
+            return check(value)
+        except ConfigError as error:  # pydantic collects ValueErrors only
             raise ValueError(str(error)) from None
 
 

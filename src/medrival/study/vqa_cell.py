@@ -18,18 +18,14 @@ from medrival.methods.vqa_answers import VQAOutput
 from medrival.core.prompts import PROMPT_VERSION
 
 
-def _scored_types(split: VQASplit) -> list[str]:
-    """Declared types, with closed questions whose reference is not yes/no scored as open (see module doc)."""
-    return ["closed" if kind == "closed" and normalise_answer(answer) in YES_NO else "open"
-            for kind, answer in zip(split.answer_types, split.answers)]
-
-
 def score_vqa(split: VQASplit, output: VQAOutput) -> pd.DataFrame:
     """Per-question table: ids, texts, ``prob_yes``/``label_yes`` where scored, and every per-item metric."""
-    scored_types = _scored_types(split)
-    scores = score_answers(output.responses, split.answers, scored_types)
     declared = np.asarray(split.answer_types, dtype=object)
-    other_closed = (declared == "closed") & (np.asarray(scored_types, dtype=object) == "open")
+    references = np.asarray([normalise_answer(answer) for answer in split.answers], dtype=object)
+    # Closed questions whose reference is not yes/no are scored as open (see the module docstring).
+    yes_no = (declared == "closed") & np.isin(references, YES_NO)
+    other_closed = (declared == "closed") & ~yes_no
+    scores = score_answers(output.responses, split.answers, np.where(yes_no, "closed", "open").tolist())
     scores.loc[other_closed, "closed_accuracy"] = scores.loc[other_closed, "exact_match"]
     scores.loc[other_closed, "open_recall_at_0_75"] = np.nan  # an open-only metric; these are closed questions
     scores.loc[other_closed, "extracted"] = [normalise_answer(output.responses[i])
@@ -40,9 +36,8 @@ def score_vqa(split: VQASplit, output: VQAOutput) -> pd.DataFrame:
         "answer_type": declared, "question": list(split.questions), "answer": list(split.answers),
         "response": list(output.responses)})
     frame["extracted"] = scores["extracted"].to_numpy(dtype=object)
-    yes_no = np.array([normalise_answer(a) in YES_NO for a in split.answers]) & (declared == "closed")
     frame["prob_yes"] = np.where(yes_no, output.yes_probability, np.nan)
-    frame["label_yes"] = np.where(yes_no, [float(normalise_answer(a) == "yes") for a in split.answers], np.nan)
+    frame["label_yes"] = np.where(yes_no, (references == "yes").astype(float), np.nan)
     failure = np.full(len(split), None, dtype=object)
     for row, message in output.failures:
         failure[row] = message
