@@ -16,6 +16,7 @@ import numpy as np
 from medrival.core.errors import DataError, UnknownNameError
 from medrival.core.images import ImageSource
 from medrival.core.registry import suggest
+from medrival.core.vqa_forms import FORMS, closed_or_open, item_forms
 
 
 class TaskKind(str, Enum):
@@ -79,8 +80,10 @@ class VQAExample:
     image: np.ndarray
     question: str
     answer: str
-    answer_type: str  # "closed" or "open"
+    answer_type: str  # "closed" or "open", as the release declares (or as derived from the question)
     meta: dict = field(default_factory=dict)
+    form: str = "open"  # yes_no | choice | multiple_choice | open (medrival.core.vqa_forms)
+    options: tuple[str, ...] | None = None  # choice: parsed from the question; multiple choice: in letter order
 
 
 def _hash_arrays(*parts: Any) -> str:
@@ -175,6 +178,27 @@ class VQASplit:
     ids: np.ndarray  # N question ids
     image_ids: np.ndarray  # M image ids (cluster key for statistics)
     skipped: dict[str, int] = field(default_factory=dict, compare=False)
+    # Per question: its form and options (medrival.core.vqa_forms). Give ``options`` as the release's lettered
+    # options (None for items without) and leave ``forms`` None: both are then decided from the questions, the
+    # declared answer types and those options -- never from the answers.
+    forms: list[str] | None = None
+    options: list[tuple[str, ...] | None] | None = None
+
+    def __post_init__(self) -> None:
+        n = len(self.questions)
+        if not (len(self.answers) == len(self.answer_types) == len(self.ids) == len(self.image_index) == n):
+            raise DataError(f"{self.info.name}/{self.split}: {n} questions but {len(self.answers)} answers, "
+                            f"{len(self.answer_types)} answer types, {len(self.ids)} ids and "
+                            f"{len(self.image_index)} image indices; every question needs one of each.")
+        if self.options is not None and len(self.options) != n:
+            raise DataError(f"{self.info.name}/{self.split}: {len(self.options)} option entries for {n} questions.")
+        if self.forms is None:
+            self.forms, self.options = item_forms(self.questions, self.answer_types, self.options)
+        elif len(self.forms) != n or any(form not in FORMS for form in self.forms):
+            raise DataError(f"{self.info.name}/{self.split}: forms must give one of {', '.join(FORMS)} per "
+                            "question.")
+        elif self.options is None:
+            self.options = [None] * n
 
     def __len__(self) -> int:
         return len(self.questions)
@@ -183,7 +207,12 @@ class VQASplit:
         img = int(self.image_index[i])
         meta = {"id": str(self.ids[i]), "image_id": str(self.image_ids[img])}
         image = self.images[img] if isinstance(self.images, np.ndarray) else self.images.load(img)
-        return VQAExample(image, self.questions[i], self.answers[i], self.answer_types[i], meta)
+        return VQAExample(image, self.questions[i], self.answers[i], self.answer_types[i], meta, self.forms[i],
+                          self.options[i])
+
+    def closed_or_open(self) -> list[str]:
+        """The coarse type of each question as asked: "closed" for yes/no, choice and multiple choice."""
+        return [closed_or_open(form) for form in self.forms]
 
 
 @dataclass(frozen=True)
@@ -204,6 +233,10 @@ class CellSpec:
     subsample_val: bool = False  # validation gets the same budget as training ("matched" few-shot protocol)
     weights: str | None = None  # a local weights folder overriding the model card's source
     judge: tuple[tuple[str, Any], ...] | None = None  # VQA cells: the LLM judge of open answers, when the study has one
+    # VQA cells: the versions of the rules that give their numbers meaning (prompts, forms, normalisation,
+    # extraction), and the answer extractor of undecided closed answers when the study has one.
+    vqa_rules: tuple[tuple[str, Any], ...] | None = None
+    extractor: tuple[tuple[str, Any], ...] | None = None
 
     def config_dict(self) -> dict[str, Any]:
         return dict(self.method_config)
