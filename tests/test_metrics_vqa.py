@@ -14,14 +14,10 @@ from rouge_score import rouge_scorer
 from medrival.core.errors import DataError
 from medrival.metrics import vqa
 from medrival.metrics.vqa import (
-    NORMALISATION_VERSION,
+    OPEN_METRICS,
     VQA_METRICS,
-    answer_tokens,
     bleu1,
-    closed_accuracy,
     exact_match,
-    extract_choice,
-    normalise_answer,
     open_recall_at_0_75,
     rouge_l,
     score_answers,
@@ -29,6 +25,8 @@ from medrival.metrics.vqa import (
     token_f1,
     token_recall,
 )
+from medrival.metrics.vqa_extract import extract_answer, extract_option, extract_yes_no, strip_reasoning
+from medrival.metrics.vqa_text import NORMALISATION_VERSION, answer_tokens, normalise_answer
 
 TOL = 1e-12
 
@@ -45,7 +43,18 @@ TOL = 1e-12
     (".5", "5"),  # no digit before the point
     ("x-ray (PA view)", "x ray pa view"),
     ("50%", "50"),
-    ("It's", "it s"),
+    ("It's", "it"),  # possessive / contraction 's removed
+    ("Crohn's disease", "crohn disease"),
+    ("Two kidneys", "2 kidneys"),  # number words are digits
+    ("twenty-one lesions", "21 lesions"),
+    ("one hundred", "100"),
+    ("a single lesion", "single lesion"),  # "a single" is not a count
+    ("first rib", "first rib"),  # ordinals stay words
+    ("Oesophageal tumour", "esophageal tumor"),  # British -> American
+    ("haemorrhage and oedema", "hemorrhage and edema"),
+    ("paediatric anaemia", "pediatric anemia"),
+    ("left/right", "left right"),  # slash spacing
+    ("T2-weighted", "t2 weighted"),
     ("a, b, and c", "b and c"),  # "a" is an article wherever it stands
     ("An   opacity\n\tseen ", "opacity seen"),  # whitespace collapsed, ends stripped
     ("theory anterior", "theory anterior"),  # articles are whole words only
@@ -77,63 +86,96 @@ def test_normalise_answer_refuses_other_types():
 def test_answer_tokens_and_version():
     assert answer_tokens("The left, lower lobe!") == ["left", "lower", "lobe"]
     assert answer_tokens(None) == []
-    assert NORMALISATION_VERSION == "1"
+    assert NORMALISATION_VERSION == "2"
 
 
-# -------------------------------------------------------------------------------------------- choice extraction
+# ------------------------------------------------------------------------------------------------- extraction
+
+ADENOMA = "Does the angiogram show parathyroid adenoma?"
 
 
 @pytest.mark.parametrize("response, expected", [
-    ("The image looks normal", None),  # negation words are not options
     ("No.", "no"),
     ("Yes, there is an opacity", "yes"),
-    ("There is no effusion", "no"),  # "no" occurs once, as a whole word (rule 2)
-    ("no, yes", "no"),  # rule 1: the response starts with "no"
-    ("not sure", None),
-    ("yesterday", None),  # whole words only
-    ("I cannot say yes or no", None),  # both occur, neither at the start
     ("YES.", "yes"),
     ("Answer: no", "no"),
-    ("No idea", "no"),  # rule 1 takes a leading option at face value (documented)
-    ("", None),
-    (None, None),
+    ("The answer is yes.", "yes"),
+    ("The angiogram does not show parathyroid adenoma.", "no"),  # negated restatement
+    ("There is no evidence of parathyroid adenoma.", "no"),
+    ("Parathyroid adenoma is absent.", "no"),
+    ("The angiogram shows a parathyroid adenoma.", "yes"),  # plain restatement
+    ("Negative", "no"), ("Not present", "no"), ("Nope", "no"), ("Certainly not", "no"), ("Absent.", "no"),
+    ("Yes/No", None), ("yes or no", None), ("Yes and no.", None),  # instruction echoes
+    ("It is not possible to say yes", None), ("Cannot determine from this image.", None), ("No idea", None),
+    ("It is not clear whether there is an adenoma.", None), ("Possibly.", None),  # hedges
+    ("There is a small pleural effusion.", None),  # a different finding
+    ("Looking at the film, no.", "no"),  # a bare answer
+    ("<think>It could be yes, or no.</think> No.", "no"),  # reasoning stripped
+    ("", None), (None, None), ("yesterday", None),
 ])
-def test_extract_choice_yes_no(response, expected):
-    assert extract_choice(response) == expected
+def test_extract_yes_no(response, expected):
+    assert extract_yes_no(response, ADENOMA) == expected
 
 
-CLASSES = ("pleural effusion", "effusion", "pneumothorax")
+def test_strip_reasoning_keeps_only_the_answer():
+    assert strip_reasoning("<think>yes? no?</think>\nFinal answer: B") == "B"
+    assert strip_reasoning("reasoning ... </think> yes") == "yes"  # a lone closing tag
+    assert strip_reasoning("<think>never finished") == ""  # a truncated trace has no answer
 
 
 @pytest.mark.parametrize("response, expected", [
-    ("Pleural effusion.", "pleural effusion"),  # rule 1, longest option first
-    ("Effusion.", "effusion"),
-    ("There is a pleural effusion", "pleural effusion"),  # rule 2: "effusion" inside the longer option
-    ("The effusion is pleural", "effusion"),
-    ("pneumothorax and pleural effusion", "pneumothorax"),  # rule 1
-    ("signs of pneumothorax and pleural effusion", None),  # two different options
-    ("pleural", None),
+    ("Supratentorial.", "supratentorial"),
+    ("The lesion is infratentorial, in the posterior fossa.", "infratentorial"),
+    ("It is not supratentorial but infratentorial", "infratentorial"),  # a negated mention does not count
+    ("It could be either supratentorial or infratentorial", None),  # both
+    ("Yes.", None),  # neither
 ])
-def test_extract_choice_multiword_options(response, expected):
-    assert extract_choice(response, CLASSES) == expected
-    assert extract_choice(response, CLASSES[::-1]) == expected  # option order does not matter
+def test_extract_choice_options(response, expected):
+    assert extract_option(response, ("supratentorial", "infratentorial")) == expected
 
 
-def test_extract_choice_returns_normalised_option_and_skips_missing_options():
-    assert extract_choice("pleural effusion", ("Pleural Effusion", "Pneumothorax")) == "pleural effusion"
-    assert extract_choice("Liver", ("liver", "spleen", None, float("nan"))) == "liver"
+def test_extract_choice_counts_words_and_digits_alike():
+    assert extract_option("There are two kidneys in this image.", ("1", "2")) == "2"
+    assert extract_option("2", ("one", "two")) == "2"
+    assert extract_option("one kidney", ("one", "two")) == "1"
+
+
+def test_extract_choice_shared_head_matches_by_first_words():
+    # "Is the mass in the left or right kidney?" parses to ("left", "right kidney")
+    assert extract_option("right", ("left", "right kidney")) == "right kidney"
+    assert extract_option("The mass is in the left kidney.", ("left", "right kidney")) == "left"
+
+
+MC = ("Pneumonia", "Pneumothorax", "Pleural effusion", "Atelectasis")
+
+
+@pytest.mark.parametrize("response, expected", [
+    ("B", "B"), ("(B)", "B"), ("B.", "B"), ("B) Pneumothorax", "B"), ("Answer: B", "B"), ("The answer is (C).", "C"),
+    ("Option D", "D"), ("The correct option is C.", "C"), ("The correct answer is B: Pneumothorax", "B"),
+    ("A. Pneumonia", "A"), ("A", "A"), ("b", "B"),
+    ("A large pleural effusion is seen.", "C"),  # "A" as an article; the option text decides
+    ("Pneumothorax", "B"),
+    ("A or B", None), ("B, C", None), ("Both A and C are possible", None), ("E", None),  # E: no fifth option
+    ("", None),
+])
+def test_extract_multiple_choice(response, expected):
+    assert extract_option(response, MC, lettered=True) == expected
 
 
 @pytest.mark.parametrize("options, message", [
-    ((), r"\(\) has no option"),
-    ((None, float("nan")), r"has no option"),
-    (("yes", "Yes."), r"'yes' and 'Yes\.' both normalise to 'yes'"),
-    (("A", "B"), r"option\(s\) 'A' of \('A', 'B'\) normalise to an empty string.*articles"),
-    ("yes", r"options must be a sequence.*got str 'yes'"),
+    ((), r"has no option"),
+    (("yes", "Yes."), r"duplicates after normalisation"),
 ])
-def test_extract_choice_bad_options(options, message):
+def test_extract_bad_options(options, message):
     with pytest.raises(DataError, match=message):
-        extract_choice("yes", options)
+        extract_option("yes", options)
+
+
+def test_extract_answer_refuses_open_and_missing_options():
+    with pytest.raises(DataError, match="not 'open'"):
+        extract_answer("left", "open")
+    with pytest.raises(DataError, match="needs its options"):
+        extract_answer("left", "choice", None)
 
 
 # --------------------------------------------------------------------------------------------- per-item metrics
@@ -212,38 +254,7 @@ def test_open_recall_at_0_75_threshold_edge():
     np.testing.assert_array_equal(open_recall_at_0_75(preds, refs), [0.0, 1.0])
 
 
-def test_closed_accuracy_yes_no():
-    preds = ["Yes.", "No, there is none", "maybe", "either yes or no", "yes or no", "YES", "yesterday"]
-    refs = ["yes", "no", "no", "yes", "yes", "No", "yes"]
-    # "yes or no" starts with "yes" (rule 1); "either yes or no" commits to neither
-    np.testing.assert_array_equal(closed_accuracy(preds, refs), [1.0, 1.0, 0.0, 0.0, 1.0, 0.0, 0.0])
-
-
-def test_closed_accuracy_shared_and_per_item_options():
-    organs = ("liver", "spleen", "left kidney")
-    np.testing.assert_array_equal(
-        closed_accuracy(["The liver.", "It is the left kidney", "kidney"], ["Liver", "left kidney", "left kidney"],
-                        options=organs),
-        [1.0, 1.0, 0.0])
-    np.testing.assert_array_equal(
-        closed_accuracy(["It is a CT scan", "no", "MRI"], ["ct", "no", "ct"],
-                        options=[("CT", "MRI"), None, ("CT", "MRI")]),
-        [1.0, 1.0, 0.0])
-
-
-def test_closed_accuracy_errors():
-    with pytest.raises(DataError, match=r"reference 'CT' \(normalised 'ct'\) at position 1 is not among its options "
-                                        r"\('yes', 'no'\); 1 of 2 closed items"):
-        closed_accuracy(["yes", "ct"], ["yes", "CT"])
-    with pytest.raises(DataError, match=r"predictions has 3 items but references has 2"):
-        closed_accuracy(["yes", "no", "yes"], ["yes", "no"])
-    with pytest.raises(DataError, match=r"options has 3 per-item entries but there are 2 items"):
-        closed_accuracy(["yes", "no"], ["yes", "no"], options=[None, None, None])
-    with pytest.raises(DataError, match=r"options\[1\] is 3"):
-        closed_accuracy(["yes", "no"], ["yes", "no"], options=[None, 3])
-
-
-@pytest.mark.parametrize("metric", [fn for fn, _ in VQA_METRICS.values()])
+@pytest.mark.parametrize("metric", list(OPEN_METRICS.values()))
 def test_every_metric_checks_pairing_and_refuses_bare_strings(metric):
     with pytest.raises(DataError, match=r"predictions has 1 items but references has 2"):
         metric(["yes"], ["yes", "no"])
@@ -258,82 +269,100 @@ def test_metrics_accept_series_and_arrays():
     np.testing.assert_array_equal(exact_match(preds, refs), [1.0, 1.0])
 
 
-def test_registry_names_and_scopes():
-    assert {name: scope for name, (_, scope) in VQA_METRICS.items()} == {
-        "closed_accuracy": "closed", "open_recall_at_0_75": "open", "exact_match": "all", "token_f1": "all",
-        "token_recall": "all", "bleu1": "all", "rouge_l": "all"}
-    assert VQA_METRICS["rouge_l"][0] is rouge_l
+def test_registry_names_and_populations():
+    assert VQA_METRICS == {
+        "closed_accuracy": ("yes_no", "choice", "multiple_choice"), "yes_no_accuracy": ("yes_no",),
+        "choice_accuracy": ("choice",), "mc_accuracy": ("multiple_choice",),
+        "undecided_rate": ("yes_no", "choice", "multiple_choice"), "open_exact_match": ("open",),
+        "open_token_f1": ("open",), "open_token_recall": ("open",), "open_bleu1": ("open",),
+        "open_rouge_l": ("open",), "open_recall_at_0_75": ("open",)}
+    assert OPEN_METRICS["open_rouge_l"] is rouge_l
 
 
 # ------------------------------------------------------------------------------------------------------- tables
 
-PREDS = ["Yes, there is an opacity", "left lower lobe", "I cannot say yes or no", "The liver.", "left lung"]
-REFS = ["yes", "the left lobe", "no", "liver", "right lung"]
-TYPES = ["closed", "open", "closed", "closed", "open"]
-OPTIONS = [None, None, None, ("liver", "spleen"), None]
+PREDS = ["Yes, there is an opacity", "left lower lobe", "I cannot say yes or no", "The liver.", "left lung", "B"]
+REFS = ["yes", "the left lobe", "no", "liver", "right lung", "Effusion"]
+FORMS = ["yes_no", "open", "yes_no", "choice", "open", "multiple_choice"]
+OPTIONS = [None, None, None, ("liver", "spleen"), None, ("Pneumonia", "Effusion", "Atelectasis")]
 
 
 def test_score_answers_values_and_nan_pattern():
-    table = score_answers(PREDS, REFS, TYPES, options=OPTIONS)
-    assert list(table.columns) == ["answer_type", *VQA_METRICS, "extracted"]
-    assert list(table["answer_type"]) == TYPES
-    closed, open_ = np.array(TYPES) == "closed", np.array(TYPES) == "open"
-    assert table.loc[open_, "closed_accuracy"].isna().all() and table.loc[closed, "closed_accuracy"].notna().all()
-    assert table.loc[closed, "open_recall_at_0_75"].isna().all()
-    assert table.loc[open_, "open_recall_at_0_75"].notna().all()
-    for name in ("exact_match", "token_f1", "token_recall", "bleu1", "rouge_l"):
-        assert table[name].notna().all(), name
-    np.testing.assert_array_equal(table["closed_accuracy"], [1.0, np.nan, 0.0, 1.0, np.nan])
-    np.testing.assert_array_equal(table["open_recall_at_0_75"], [np.nan, 1.0, np.nan, np.nan, 0.0])
-    np.testing.assert_array_equal(table["exact_match"], [0.0, 0.0, 0.0, 1.0, 0.0])
-    # item 0: pred tokens "yes there is opacity" (4) vs "yes": p = 1/4, r = 1, F1 = 0.4; item 2 shares "no" of 6
-    np.testing.assert_allclose(table["token_f1"], [0.4, 0.8, 2 / 7, 1.0, 0.5], rtol=0, atol=TOL)
-    np.testing.assert_allclose(table["token_recall"], [1.0, 1.0, 1.0, 1.0, 0.5], rtol=0, atol=TOL)
-    assert list(table["extracted"]) == ["yes", None, None, "liver", None]
-    for name, (metric, _) in VQA_METRICS.items():  # the table holds what the metric functions give
-        if name not in ("closed_accuracy", "open_recall_at_0_75"):
-            np.testing.assert_allclose(table[name], metric(PREDS, REFS), rtol=0, atol=TOL)
+    table = score_answers(PREDS, REFS, FORMS, options=OPTIONS)
+    assert list(table.columns) == ["form", "scored_as", "score_note", "extracted", "decided_by", *VQA_METRICS]
+    assert list(table["scored_as"]) == FORMS
+    closed, open_ = np.array(FORMS) != "open", np.array(FORMS) == "open"
+    for name, population in VQA_METRICS.items():
+        applies = np.isin(FORMS, population)
+        assert table.loc[applies, name].notna().all() and table.loc[~applies, name].isna().all(), name
+    np.testing.assert_array_equal(table.loc[closed, "closed_accuracy"], [1.0, 0.0, 1.0, 1.0])
+    np.testing.assert_array_equal(table.loc[closed, "undecided_rate"], [0.0, 1.0, 0.0, 0.0])
+    assert list(table["extracted"]) == ["yes", None, None, "liver", None, "B"]
+    np.testing.assert_array_equal(table.loc[open_, "open_recall_at_0_75"], [1.0, 0.0])
+    for name, metric in OPEN_METRICS.items():  # the table holds what the metric functions give on open items
+        expected = metric([PREDS[i] for i in np.flatnonzero(open_)], [REFS[i] for i in np.flatnonzero(open_)])
+        np.testing.assert_allclose(table.loc[open_, name], expected, rtol=0, atol=TOL)
 
 
-def test_score_answers_accepts_an_option_frame():
+def test_score_answers_accepts_an_option_frame_and_coarse_types():
     # option columns as a release stores them: a two-way question has no option_c
     frame = pd.DataFrame({"option_a": ["liver", "CT"], "option_b": ["spleen", "MRI"], "option_c": ["kidney", None]})
     table = score_answers(["Spleen.", "It is an MRI"], ["liver", "MRI"], ["closed", "closed"], options=frame)
     np.testing.assert_array_equal(table["closed_accuracy"], [0.0, 1.0])
-    assert list(table["extracted"]) == ["spleen", "mri"]
+    assert list(table["form"]) == ["choice", "choice"] and list(table["extracted"]) == ["spleen", "mri"]
 
 
 def test_summarise_means_and_counts():
-    summary = summarise(score_answers(PREDS, REFS, TYPES, options=OPTIONS))
-    assert summary["n_closed"] == 3 and summary["n_open"] == 2
-    assert summary["closed_accuracy"] == pytest.approx(2 / 3, abs=TOL)
-    assert summary["open_recall_at_0_75"] == pytest.approx(0.5, abs=TOL)
-    assert summary["exact_match"] == pytest.approx(0.2, abs=TOL)
-    assert summary["token_f1"] == pytest.approx((0.4 + 0.8 + 2 / 7 + 1.0 + 0.5) / 5, abs=TOL)
-    assert summary["token_recall"] == pytest.approx(4.5 / 5, abs=TOL)
-    assert set(summary) == {*VQA_METRICS, "n_closed", "n_open"}
+    summary = summarise(score_answers(PREDS, REFS, FORMS, options=OPTIONS))
+    assert (summary["n_closed"], summary["n_open"], summary["n_yes_no"]) == (4, 2, 2)
+    assert summary["closed_accuracy"] == pytest.approx(3 / 4, abs=TOL)
+    assert summary["yes_no_accuracy"] == pytest.approx(1 / 2, abs=TOL)
+    assert summary["mc_accuracy"] == 1.0 and summary["choice_accuracy"] == 1.0
+    assert summary["undecided_rate"] == pytest.approx(1 / 4, abs=TOL)
+    assert summary["open_token_f1"] == pytest.approx((0.8 + 0.5) / 2, abs=TOL)
+    assert summary["open_token_recall"] == pytest.approx((1.0 + 0.5) / 2, abs=TOL)
 
 
 def test_summarise_without_open_items_gives_nan_not_zero():
-    summary = summarise(score_answers(["yes", "no"], ["yes", "yes"], ["closed", "closed"]))
+    summary = summarise(score_answers(["yes", "no"], ["yes", "yes"], ["yes_no", "yes_no"]))
     assert summary["closed_accuracy"] == 0.5 and summary["n_closed"] == 2 and summary["n_open"] == 0
-    assert math.isnan(summary["open_recall_at_0_75"])
-    with pytest.raises(DataError, match=r"lacks the column\(s\) answer_type"):
+    assert math.isnan(summary["open_recall_at_0_75"]) and math.isnan(summary["mc_accuracy"])
+    with pytest.raises(DataError, match=r"lacks the column\(s\) scored_as"):
         summarise(pd.DataFrame({name: [1.0] for name in VQA_METRICS}))
+
+
+def test_empty_answer_is_wrong_never_a_crash():
+    table = score_answers(["", None, float("nan")], ["yes", "B", "left"], ["yes_no", "multiple_choice", "open"],
+                          options=[None, ("x", "y"), None])
+    assert table["closed_accuracy"].tolist()[:2] == [0.0, 0.0] and table["undecided_rate"].tolist()[:2] == [1.0, 1.0]
+    assert table["open_token_f1"].tolist()[2] == 0.0
 
 
 def test_score_answers_errors():
     with pytest.raises(DataError, match=r"got 'Open', 'yes', None \(3 items, the first at position 1\)"):
         score_answers(["a"] * 5, ["yes"] * 5, ["closed", "Open", None, "open", "yes"])
-    with pytest.raises(DataError, match=r"predictions has 2 items, references 2 and answer_types 1"):
+    with pytest.raises(DataError, match=r"forms has 1"):
         score_answers(["yes", "no"], ["yes", "no"], ["closed"])
     with pytest.raises(DataError, match=r"predictions has 2 items but references has 1"):
         score_answers(["yes", "no"], ["yes"], ["closed", "closed"])
-    # positions in errors are rows of the whole table, not of the closed subset
-    with pytest.raises(DataError, match=r"reference 'CT' \(normalised 'ct'\) at position 2"):
-        score_answers(["x", "yes", "ct"], ["left lung", "yes", "CT"], ["open", "closed", "closed"])
     with pytest.raises(DataError, match=r"must be one column of answers, got a DataFrame"):
         score_answers(pd.DataFrame({"answer": ["yes"]}), ["yes"], ["closed"])
+    with pytest.raises(DataError, match=r"have no options"):
+        score_answers(["B"], ["B"], ["multiple_choice"])
+
+
+def test_multiple_choice_gold_outside_its_options_names_the_item_and_release():
+    with pytest.raises(DataError, match=r"item 'q7' of pmc-vqa: the reference 'E' is neither a letter of its 3 "
+                                        r"options \(A, B, C\)"):
+        score_answers(["A", "E"], ["A", "E"], ["multiple_choice"] * 2, options=[("x", "y", "z")] * 2,
+                      item_ids=["q6", "q7"], source="pmc-vqa")
+
+
+def test_fallback_decides_only_undecided_items():
+    table = score_answers(["Yes.", "hmm, hard to say"], ["no", "no"], ["yes_no", "yes_no"], fallback=["yes", "no"])
+    assert list(table["extracted"]) == ["yes", "no"] and list(table["decided_by"]) == ["rules", "extractor"]
+    np.testing.assert_array_equal(table["closed_accuracy"], [0.0, 1.0])
+    assert table["undecided_rate"].tolist() == [0.0, 0.0]
 
 
 def test_rouge_scorer_is_built_once():

@@ -13,14 +13,9 @@ from medrival.metrics.classification import (
     multilabel_auroc,
 )
 from medrival.metrics.vqa import (
-    NORMALISATION_VERSION,
     VQA_METRICS,
-    answer_tokens,
     bleu1,
-    closed_accuracy,
     exact_match,
-    extract_choice,
-    normalise_answer,
     open_recall_at_0_75,
     rouge_l,
     score_answers,
@@ -28,6 +23,8 @@ from medrival.metrics.vqa import (
     token_f1,
     token_recall,
 )
+from medrival.metrics.vqa_extract import EXTRACTION_VERSION, extract_answer
+from medrival.metrics.vqa_text import NORMALISATION_VERSION, answer_tokens, normalise_answer
 
 METRICS: Registry = Registry("metric")
 for _fn in (binary_auroc, multiclass_auroc, multilabel_auroc, accuracy, balanced_accuracy, macro_f1):
@@ -45,13 +42,13 @@ __all__ = [
     "multiclass_auroc",
     "multilabel_auroc",
     # VQA answer scoring (medrival.metrics.vqa)
+    "EXTRACTION_VERSION",
     "NORMALISATION_VERSION",
     "VQA_METRICS",
     "answer_tokens",
     "bleu1",
-    "closed_accuracy",
     "exact_match",
-    "extract_choice",
+    "extract_answer",
     "normalise_answer",
     "open_recall_at_0_75",
     "rouge_l",

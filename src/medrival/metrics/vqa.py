@@ -1,94 +1,61 @@
-"""Scoring free-text answers to visual questions (VQA): normalisation, choice extraction and per-item metrics.
+"""Scoring answers to visual questions: one path, :func:`score_answers`, used by studies, ``compare`` and users alike.
 
-Every rule below is versioned by ``NORMALISATION_VERSION``, which is stored with results: change any rule (even
-one character class) and bump it, so scores computed under different rules are never pooled.
+Each item has a form (``medrival.core.vqa_forms``: yes_no, choice, multiple_choice, open) decided from its question
+and its release, never from its gold answer. Closed forms are scored by extraction (``medrival.metrics.vqa_extract``:
+what the answer commits to, or undecided); open items by token overlap of normalised text
+(``medrival.metrics.vqa_text``). Rules are versioned (``NORMALISATION_VERSION``, ``EXTRACTION_VERSION``); the
+versions are part of every VQA cell's id.
 
-Normalisation (:func:`normalise_answer`)
-    1. A missing answer (None, NaN, ``pd.NA``) is the empty string. A number becomes its decimal text, a float
-       with an integral value without its ``.0`` (``2.0`` -> ``"2"``, as the release parsers store answers).
-       Any other non-string raises ``DataError``.
-    2. Unicode NFKC, so compatibility forms compare equal to their plain form (full-width ``ＹＥＳ`` -> ``YES``,
-       ligatures, superscript digits), then ``str.casefold`` (a stronger lower-casing; ``ß`` -> ``ss``).
-       Accents are kept: ``café`` and ``cafe`` differ.
-    3. Every punctuation or symbol character (Unicode categories P* and S*: ``.,;:!?'"()[]-/%+<>°×``...) and every
-       invisible control or format character (Cc, Cf: zero-width space, byte-order mark) becomes a space, so
-       ``x-ray`` -> ``x ray`` and ``don't`` -> ``don t``. Exception: a ``.`` or ``,`` with a decimal digit on both
-       sides is kept, so ``3.5`` and ``1,000`` stay single tokens (``.5`` loses its point: no digit before it).
-    4. The articles ``a``, ``an``, ``the`` are removed as whole words; runs of whitespace become one space and
-       the ends are stripped.
+How an item is scored (``scored_as``)
+    - yes_no: the reference must be yes or no; otherwise the item is scored as open and noted
+      (``yes_no_reference_not_yes_no``): the prompt could not know.
+    - choice: the reference must be one of the options parsed from the question (its normalised text, or by the
+      extraction rules, "right" for "right kidney"); otherwise the item is scored as open and noted
+      (``choice_reference_not_in_options``).
+    - multiple_choice: the reference is a letter of the item's options, the text of one of them, or a text that
+      names exactly one of them ("Benign image." for the option "Benign", as OmniMedVQA's ISIC files write it);
+      anything else raises ``DataError`` naming the item (a release error, not a model error).
+    - open: token metrics on the normalised texts.
 
-    :func:`answer_tokens` is the normalised answer split on spaces; every token metric uses it.
+Metrics (one per-item column each; a cell's metric is the mean of its column over the items it applies to)
+    ==========================  ===============================  ==============================================
+    name                        population (``scored_as``)        per-item score
+    ==========================  ===============================  ==============================================
+    ``closed_accuracy``         yes_no, choice, multiple_choice  1 if the extracted answer is the reference
+    ``yes_no_accuracy``         yes_no                           the same, on yes/no items only
+    ``choice_accuracy``         choice                           the same, on choice items only
+    ``mc_accuracy``             multiple_choice                  the same, on multiple-choice items only
+    ``undecided_rate``          yes_no, choice, multiple_choice  1 if no answer could be extracted (scores 0)
+    ``open_exact_match``        open                             normalised strings equal
+    ``open_token_f1``           open                             SQuAD multiset token F1
+    ``open_token_recall``       open                             share of reference tokens in the answer
+    ``open_bleu1``              open                             nltk sentence BLEU, unigram weights only
+    ``open_rouge_l``            open                             rouge-score ROUGE-L F-measure
+    ``open_recall_at_0_75``     open                             1 if token recall >= 0.75 (the legacy "accuracy")
+    ==========================  ===============================  ==============================================
 
-Closed questions (:func:`extract_choice`)
-    Options (``("yes", "no")`` unless given; multi-word class names such as ``"pleural effusion"`` are fine) and
-    the response are normalised as above, and options are matched as whole-word token sequences:
+Token metrics (pure functions on paired answers; each returns float64 scores in [0, 1], one per item)
+    - ``exact_match``: the normalised strings are equal. MedVLMBench reports a token ratio under the name "exact
+      match", so the two are not comparable.
+    - ``token_recall``, ``token_f1``: SQuAD-style multiset overlap of answer tokens: precision = common /
+      #prediction tokens, recall = common / #reference tokens, F1 their harmonic mean. Both empty -> 1, one -> 0.
+    - ``bleu1``: ``nltk.translate.bleu_score.sentence_bleu`` with ``weights=(1.0,)`` on answer tokens (clipped
+      unigram precision times the brevity penalty); no smoothing; an empty side or no shared token gives 0.
+    - ``rouge_l``: ROUGE-L F-measure from Google's ``rouge-score`` (``use_stemmer=False``) on the *normalised*
+      answers; the package keeps only runs of ``[a-z0-9]`` (``3.5`` is two tokens). An empty side gives 0.
+    - ``open_recall_at_0_75``: 1 when ``token_recall >= 0.75`` -- the open "accuracy" of MedVLMBench and
+      MultiMedEval, named for what it is; it rewards long answers that contain the reference.
 
-    1. If the response *starts with* an option, that option is the answer; when several do (one option is a
-       prefix of another, "pleural" / "pleural effusion"), the longest wins.
-    2. Otherwise, if exactly one option occurs anywhere in the response, it is the answer. An occurrence that
-       lies inside an occurrence of a longer option does not count ("effusion" inside "pleural effusion").
-    3. Otherwise (no option, or several different options) the answer is None, which scores as wrong: a
-       response that commits to neither option is not given the benefit of the doubt.
-
-    Rule 1 takes a leading option at face value ("No idea" and "yes or no" give "no" and "yes"). Negation is
-    not understood and negation words are not options: "The image looks normal" gives None for yes/no, "There
-    is no effusion" gives "no" (the word *no* occurs once), but "There is no pleural effusion" with the options
-    ("pleural effusion", "pneumothorax") gives "pleural effusion"; prompts for class-name options should
-    therefore ask for the name alone. Whole words only: "yesterday" does not contain "yes".
-    Options that are missing (None/NaN, e.g. the absent option_c of a two-way question) are skipped; an option
-    that normalises to nothing (``"?"``, or the letter ``"A"``, which is an article) or two options that
-    normalise to the same text raise ``DataError``: extract from the choices' texts, not their letters.
-
-Per-item metrics (each takes paired sequences ``predictions``, ``references`` and returns float64 scores in
-[0, 1], one per item; averaging is the caller's job)
-    - ``closed_accuracy``: 1 when the extracted choice equals the normalised reference, else 0 (None is 0). A
-      reference that is not among its item's options raises ``DataError``.
-    - ``exact_match``: the normalised strings are equal. This is real equality; MedVLMBench reports a token
-      ratio under the name "exact match" (see below), so the two are not comparable.
-    - ``token_recall``, ``token_f1``: SQuAD-style multiset overlap of answer tokens: ``common`` counts each token
-      as often as it occurs in both; precision = common / #prediction tokens, recall = common / #reference
-      tokens, F1 their harmonic mean. Both empty -> 1, exactly one empty -> 0.
-    - ``bleu1``: sentence BLEU with unigram weights only (``nltk.translate.bleu_score.sentence_bleu`` with
-      ``weights=(1.0,)``) on answer tokens: clipped unigram precision times the brevity penalty
-      ``exp(1 - r/c)`` when the prediction (c tokens) is shorter than the reference (r tokens). No smoothing;
-      an empty prediction or no shared token gives 0 (two empty answers: 0 here, 1 for exact/token metrics).
-    - ``rouge_l``: ROUGE-L F-measure from Google's ``rouge-score`` (``RougeScorer(["rougeL"],
-      use_stemmer=False)``, ``score(target=reference, prediction=prediction).fmeasure``) applied to the
-      *normalised* answers, so articles, case and punctuation are treated as in every other metric here. The
-      package then tokenises once more, keeping only runs of ``[a-z0-9]``: ``3.5`` counts as two tokens ``3 5``
-      and letters outside a-z (accents, non-Latin scripts) are dropped. An empty side gives 0.
-    - ``open_recall_at_0_75``: 1 when ``token_recall >= 0.75``, else 0 -- the open-question "accuracy" of
-      MedVLMBench and MultiMedEval, named for what it is. It rewards long answers that contain the reference.
-
-Where the legacy implementations differ (read in ``corentin-ryr/MultiMedEval``: ``multimedeval/utils.py``
-``clean_str`` and ``multimedeval/task_families.py`` ``VQA.evaluate``; ``ubc-tea/MedVLMBench``:
-``eval/utils.py``, ``eval/metrics.py``, ``eval/vqa.py``)
-    - Both clean text with the VQA-v2 recipe: lower-case; a fixed list of punctuation (``; / [ ] " { } ( ) = +
-      \\ _ - > < @ ` , ? !``) becomes a space, or is deleted outright when the text has that mark next to a space
-      or any digit-comma-digit; a period not followed by a digit is deleted; the words zero..ten and "none" become
-      digits; articles are removed; some contractions are restored ("dont" -> "don't"); commas are removed. Marks
-      outside the list (``: ' % * #``) stay attached to words. We split on all Unicode punctuation/symbols and
-      map no number words ("two" and "2" differ here).
-    - MultiMedEval's recall uses token *sets* (repeats ignored) and is 0 for an empty reference; ours counts
-      repeats (SQuAD). It calls a question closed when its cleaned reference is yes/no (not the release label)
-      and marks it correct when at least 40% of the reference tokens -- {"yes"}, or {"no", "not"} -- appear in the
-      prediction, so "I cannot say yes or no" is correct for both references; ours extracts None from it.
-    - MedVLMBench's "exact match" is (#distinct reference words found in the prediction) / (#prediction words);
-      its recall counts prediction occurrences of shared words (a repeated word can lift it); its closed
-      "accuracy" is a substring test of the reference in the lower-cased prediction ("no" is found in "not" and
-      "nodule").
-
-Tables (:func:`score_answers`, :func:`summarise`)
-    ``score_answers`` returns one row per item with ``answer_type``, one column per metric of ``VQA_METRICS``
-    (NaN where the metric does not apply to the item's answer type) and ``extracted`` (the choice extracted for
-    closed items, None otherwise). ``summarise`` averages each metric over the items it applies to.
+Where the legacy implementations differ (read in MultiMedEval ``utils.py``/``task_families.py`` and MedVLMBench
+``eval/utils.py``/``eval/metrics.py``/``eval/vqa.py``): both clean text with the VQA-v2 recipe (a fixed punctuation
+list; zero..ten as digits); MultiMedEval's recall uses token sets and calls a question closed when its reference
+is yes/no, marking it correct when 40% of the reference tokens appear ("I cannot say yes or no" is right for both);
+MedVLMBench's closed "accuracy" is a substring test ("no" is found in "not", "nodule" and "carcinoma"), and its
+"exact match" is #distinct reference words found / #prediction words.
 """
 from __future__ import annotations
 
 import functools
-import math
-import numbers
-import unicodedata
 import warnings
 from collections import Counter
 from typing import Any, Callable, Sequence
@@ -97,165 +64,27 @@ import numpy as np
 import pandas as pd
 
 from medrival.core.errors import DataError
-
-NORMALISATION_VERSION = "1"
+from medrival.core.prompts import PROMPT_VERSION
+from medrival.core.vqa_forms import CLOSED_FORMS, FORM_VERSION, FORMS, LETTERS
+from medrival.metrics.vqa_extract import EXTRACTION_VERSION, extract_answer, extract_option, normalised_options
+from medrival.metrics.vqa_text import (
+    NORMALISATION_VERSION, _is_missing, answer_tokens, as_text, normalise_answer,
+)
 
 YES_NO: tuple[str, str] = ("yes", "no")
-ANSWER_TYPES: tuple[str, str] = ("closed", "open")
 OPEN_RECALL_THRESHOLD = 0.75
-
-_ARTICLES = frozenset({"a", "an", "the"})
-# Unicode categories turned into spaces: all punctuation (P*), all symbols (S*), controls and invisible formats.
-_SEPARATOR_MAJOR_CATEGORIES = frozenset("PS")
-_SEPARATOR_CATEGORIES = frozenset({"Cc", "Cf"})
-_NUMBER_SEPARATORS = frozenset(".,")
 _MAX_LISTED = 10  # how many bad values an error message lists before "..."
+# Every rule that decides what a VQA number means: part of every VQA cell's id and stored with its result.
+VQA_VERSIONS = {"prompt": PROMPT_VERSION, "form": FORM_VERSION, "normalisation": NORMALISATION_VERSION,
+                "extraction": EXTRACTION_VERSION}
 
 
-# ------------------------------------------------------------------------------------------------ normalisation
-
-
-def _is_missing(value: Any) -> bool:
-    """None, NaN or pandas' NA: an answer that was never given."""
-    if value is None or value is pd.NA:
-        return True
-    return isinstance(value, (float, np.floating)) and math.isnan(value)
-
-
-def _as_text(value: Any) -> str:
-    """The raw text of an answer, option or reference (rule 1 of the module docstring)."""
-    if _is_missing(value):
-        return ""
-    if isinstance(value, str):
-        return value
-    if isinstance(value, numbers.Number):
-        if isinstance(value, (float, np.floating)) and float(value).is_integer():
-            return str(int(value))  # 2.0 read from a CSV is the answer "2"
-        return str(value)
-    raise DataError(f"an answer must be a string (or a number, None or NaN), got {type(value).__name__} "
-                    f"{value!r}; convert the model outputs and references to text first.")
-
-
-@functools.lru_cache(maxsize=4096)
-def _is_separator(char: str) -> bool:
-    category = unicodedata.category(char)
-    return category[0] in _SEPARATOR_MAJOR_CATEGORIES or category in _SEPARATOR_CATEGORIES
-
-
-def _spaces_for_punctuation(text: str) -> str:
-    """Replace punctuation/symbols with spaces, keeping a '.' or ',' between two decimal digits (3.5, 1,000)."""
-    chars = list(text)
-    last = len(chars) - 1
-    for i, char in enumerate(chars):
-        if not _is_separator(char):
-            continue
-        inside_number = (char in _NUMBER_SEPARATORS and 0 < i < last
-                         and text[i - 1].isdecimal() and text[i + 1].isdecimal())
-        if not inside_number:
-            chars[i] = " "
-    return "".join(chars)
-
-
-def normalise_answer(text: Any) -> str:
-    """Normalise an answer for comparison: NFKC, casefold, punctuation to spaces, no articles, single spaces.
-
-    ``"The Left Lung."`` -> ``"left lung"``; ``"3.5 cm"`` -> ``"3.5 cm"``; ``"ＹＥＳ!"`` -> ``"yes"``;
-    None/NaN -> ``""``. The exact rules are in the module docstring (versioned by ``NORMALISATION_VERSION``).
-    """
-    folded = unicodedata.normalize("NFKC", _as_text(text)).casefold()
-    words = _spaces_for_punctuation(folded).split()
-    return " ".join(word for word in words if word not in _ARTICLES)
-
-
-def answer_tokens(text: Any) -> list[str]:
-    """The whitespace tokens of :func:`normalise_answer` -- the unit of every token-overlap metric."""
-    return normalise_answer(text).split()
-
-
-# --------------------------------------------------------------------------------------------- choice extraction
+# ------------------------------------------------------------------------------------------------- input checks
 
 
 def _is_collection(value: Any) -> bool:
     """A sized iterable that is not a string: a tuple/list/array of options."""
     return not isinstance(value, (str, bytes)) and hasattr(value, "__iter__") and hasattr(value, "__len__")
-
-
-@functools.lru_cache(maxsize=1024)
-def _normalised_options_cached(options: tuple) -> tuple[str, ...]:
-    present = [option for option in options if not _is_missing(option)]
-    if not present:
-        raise DataError(f"options {options!r} has no option; give the candidate answers, e.g. ('yes', 'no').")
-    normalised = [normalise_answer(option) for option in present]
-    empty = [option for option, norm in zip(present, normalised) if not norm]
-    if empty:
-        raise DataError(
-            f"option(s) {', '.join(map(repr, empty))} of {options!r} normalise to an empty string (punctuation "
-            f"and the articles a/an/the are removed); use the choices' texts, not their letters.")
-    first_raw: dict[str, Any] = {}
-    clashes = []
-    for option, norm in zip(present, normalised):
-        if norm in first_raw:
-            clashes.append(f"{first_raw[norm]!r} and {option!r} both normalise to {norm!r}")
-        first_raw.setdefault(norm, option)
-    if clashes:
-        raise DataError(f"options {options!r} contain duplicates after normalisation: {'; '.join(clashes)}. "
-                        "Each option must be distinguishable; remove or reword the duplicates.")
-    return tuple(normalised)
-
-
-def _normalised_options(options: Any) -> tuple[str, ...]:
-    """The normalised options, validated (non-empty, no duplicates); missing entries are skipped."""
-    if not _is_collection(options):
-        raise DataError(f"options must be a sequence of candidate answers such as ('yes', 'no'), got "
-                        f"{type(options).__name__} {options!r}.")
-    try:
-        return _normalised_options_cached(tuple(options))
-    except TypeError:  # an unhashable entry (a list inside the options): validate without the cache
-        return _normalised_options_cached.__wrapped__(tuple(options))
-
-
-def _occurrences(tokens: list[str], option: tuple[str, ...]) -> list[tuple[int, int]]:
-    """(start, end) token spans where ``option`` occurs in ``tokens`` as whole words."""
-    width = len(option)
-    return [(start, start + width) for start in range(len(tokens) - width + 1)
-            if tuple(tokens[start:start + width]) == option]
-
-
-def _options_found(tokens: list[str], option_tokens: dict[str, tuple[str, ...]]) -> set[str]:
-    """Options occurring in ``tokens``, ignoring occurrences inside an occurrence of a longer option."""
-    spans = [(start, end, option) for option, words in option_tokens.items()
-             for start, end in _occurrences(tokens, words)]
-    found = set()
-    for start, end, option in spans:
-        inside_longer = any(other_start <= start and end <= other_end and other_end - other_start > end - start
-                            for other_start, other_end, _ in spans)
-        if not inside_longer:
-            found.add(option)
-    return found
-
-
-def extract_choice(response: Any, options: Sequence[Any] = YES_NO) -> str | None:
-    """The option a free-text ``response`` commits to (normalised), or None when it commits to none or several.
-
-    Rules (see the module docstring): (1) the longest option the normalised response starts with, as whole
-    words; (2) else the only option occurring anywhere as whole words (occurrences inside a longer option's do
-    not count); (3) else None. ``"No."`` -> ``"no"``; ``"There is no effusion"`` -> ``"no"``; ``"no, yes"`` ->
-    ``"no"``; ``"I cannot say yes or no"``, ``"not sure"`` and ``"yesterday"`` -> None.
-
-    Raises ``DataError`` when ``options`` is empty, or an option normalises to nothing or to the same text as
-    another option.
-    """
-    normalised = _normalised_options(options)
-    option_tokens = {option: tuple(option.split()) for option in normalised}
-    tokens = answer_tokens(response)
-    leading = [option for option, words in option_tokens.items() if tuple(tokens[:len(words)]) == words]
-    if leading:
-        return max(leading, key=lambda option: len(option_tokens[option]))
-    found = _options_found(tokens, option_tokens)
-    return found.pop() if len(found) == 1 else None
-
-
-# ------------------------------------------------------------------------------------------------- input checks
 
 
 def _as_answer_list(values: Any, name: str) -> list[Any]:
@@ -279,69 +108,7 @@ def _paired(predictions: Any, references: Any) -> tuple[list[Any], list[Any]]:
     return preds, refs
 
 
-def _is_scalar_option(value: Any) -> bool:
-    return isinstance(value, (str, numbers.Number)) and not _is_missing(value)
-
-
-def _options_per_item(options: Any, n: int) -> list[Any]:
-    """One option set per item from None (yes/no), one shared set, or per-item sets (a sequence whose None entries
-    mean yes/no, or a DataFrame of option columns)."""
-    if options is None:
-        return [YES_NO] * n
-    if isinstance(options, pd.DataFrame):  # option columns (option_a..option_d), one row per item
-        options = list(options.itertuples(index=False, name=None))
-    if not _is_collection(options):
-        raise DataError(f"options must be one set of choices such as ('yes', 'no') or one set per item, got "
-                        f"{type(options).__name__} {options!r:.80}.")
-    entries = list(options)
-    if all(_is_scalar_option(entry) for entry in entries):
-        return [tuple(entries)] * n  # one set of choices shared by every item
-    if len(entries) != n:
-        raise DataError(f"options has {len(entries)} per-item entries but there are {n} items; give one set of "
-                        "choices per item (None for yes/no), or a single set shared by all items.")
-    per_item = []
-    for position, entry in enumerate(entries):
-        if _is_missing(entry):
-            per_item.append(YES_NO)
-        elif _is_collection(entry):
-            per_item.append(tuple(entry))
-        else:
-            raise DataError(f"options[{position}] is {entry!r}; each per-item entry must be a tuple of choices "
-                            "(or None for yes/no).")
-    return per_item
-
-
 # --------------------------------------------------------------------------------------------- per-item metrics
-
-
-def _score_closed(predictions: list[Any], references: list[Any], option_sets: list[Any],
-                  positions: Sequence[int]) -> tuple[np.ndarray, list[str | None]]:
-    """Closed accuracy and the extracted choices; ``positions`` are the items' row numbers, for error messages."""
-    normalised_refs = [normalise_answer(reference) for reference in references]
-    unknown = [k for k, (ref, options) in enumerate(zip(normalised_refs, option_sets))
-               if ref not in _normalised_options(options)]
-    if unknown:
-        k = unknown[0]
-        raise DataError(
-            f"reference {references[k]!r} (normalised {normalised_refs[k]!r}) at position {positions[k]} is not "
-            f"among its options {tuple(option_sets[k])!r}; {len(unknown)} of {len(references)} closed items have "
-            "such a reference. Pass each question's candidate answers as its options, or score these questions "
-            "as 'open'.")
-    extracted = [extract_choice(prediction, options) for prediction, options in zip(predictions, option_sets)]
-    scores = np.array([choice == ref for choice, ref in zip(extracted, normalised_refs)], dtype=np.float64)
-    return scores, extracted
-
-
-def closed_accuracy(predictions: Sequence[Any], references: Sequence[Any],
-                    options: Sequence[Any] = YES_NO) -> np.ndarray:
-    """1.0 where :func:`extract_choice` of the prediction equals the normalised reference, else 0.0.
-
-    ``options`` is one set of choices for every item (default yes/no) or one set per item (multiple choice;
-    a None entry means yes/no). A reference outside its item's options raises ``DataError``.
-    """
-    preds, refs = _paired(predictions, references)
-    scores, _ = _score_closed(preds, refs, _options_per_item(options, len(preds)), range(len(preds)))
-    return scores
 
 
 def exact_match(predictions: Sequence[Any], references: Sequence[Any]) -> np.ndarray:
@@ -414,85 +181,220 @@ def open_recall_at_0_75(predictions: Sequence[Any], references: Sequence[Any]) -
     return (token_recall(predictions, references) >= OPEN_RECALL_THRESHOLD).astype(np.float64)
 
 
-MetricFunction = Callable[..., np.ndarray]
+MetricFunction = Callable[[Sequence[Any], Sequence[Any]], np.ndarray]
 
-# name -> (function, the answer type it applies to: "closed", "open" or "all"). Functions for "closed" take
-# ``options=`` as well. Column order of ``score_answers`` follows this dict.
-VQA_METRICS: dict[str, tuple[MetricFunction, str]] = {
-    "closed_accuracy": (closed_accuracy, "closed"),
-    "open_recall_at_0_75": (open_recall_at_0_75, "open"),
-    "exact_match": (exact_match, "all"),
-    "token_f1": (token_f1, "all"),
-    "token_recall": (token_recall, "all"),
-    "bleu1": (bleu1, "all"),
-    "rouge_l": (rouge_l, "all"),
+# Open-answer metrics: table name -> token function.
+OPEN_METRICS: dict[str, MetricFunction] = {
+    "open_exact_match": exact_match,
+    "open_token_f1": token_f1,
+    "open_token_recall": token_recall,
+    "open_bleu1": bleu1,
+    "open_rouge_l": rouge_l,
+    "open_recall_at_0_75": open_recall_at_0_75,
 }
+# Every per-item metric column of ``score_answers`` -> the ``scored_as`` forms it is averaged over (report order).
+VQA_METRICS: dict[str, tuple[str, ...]] = {
+    "closed_accuracy": CLOSED_FORMS,
+    "yes_no_accuracy": ("yes_no",),
+    "choice_accuracy": ("choice",),
+    "mc_accuracy": ("multiple_choice",),
+    "undecided_rate": CLOSED_FORMS,
+    **{name: ("open",) for name in OPEN_METRICS},
+}
+# Metrics where lower is better (a verdict's "win" is mirrored for them).
+LOWER_IS_BETTER = frozenset({"undecided_rate"})
+_FORM_ACCURACY = {"yes_no": "yes_no_accuracy", "choice": "choice_accuracy", "multiple_choice": "mc_accuracy"}
+# Form names accepted besides FORMS: the coarse answer types of releases ("closed" = yes/no, or choice with options).
+_COARSE = ("closed", "open")
 
 
 # ------------------------------------------------------------------------------------------------------- tables
 
 
-def _checked_answer_types(answer_types: Any, n_predictions: int, n_references: int) -> list[str]:
-    types = _as_answer_list(answer_types, "answer_types")
-    if not n_predictions == n_references == len(types):
-        raise DataError(f"predictions has {n_predictions} items, references {n_references} and answer_types "
-                        f"{len(types)}; all three must be paired item by item.")
-    bad_positions = [i for i, value in enumerate(types) if not (isinstance(value, str) and value in ANSWER_TYPES)]
-    if bad_positions:
-        bad_values = sorted({repr(types[i]) for i in bad_positions})
-        listed = ", ".join(bad_values[:_MAX_LISTED]) + (", ..." if len(bad_values) > _MAX_LISTED else "")
-        raise DataError(f"answer_types must be 'closed' or 'open'; got {listed} ({len(bad_positions)} items, the "
-                        f"first at position {bad_positions[0]}).")
-    return types
+def _checked_forms(forms: Any, n: int, option_sets: list[tuple | None]) -> list[str]:
+    values = _as_answer_list(forms, "forms")
+    if len(values) != n:
+        raise DataError(f"predictions and references have {n} items but forms has {len(values)}; give one form "
+                        "per item.")
+    bad = [i for i, value in enumerate(values) if value not in FORMS + _COARSE]
+    if bad:
+        listed = ", ".join(sorted({repr(values[i]) for i in bad})[:_MAX_LISTED])
+        raise DataError(f"forms must be one of {', '.join(FORMS)} (or closed/open); got {listed} ({len(bad)} "
+                        f"items, the first at position {bad[0]}).")
+    resolved = []
+    for value, options in zip(values, option_sets):
+        if value == "closed":
+            value = "choice" if options else "yes_no"
+        resolved.append(value)
+    missing = [i for i, (form, options) in enumerate(zip(resolved, option_sets))
+               if form in ("choice", "multiple_choice") and not options]
+    if missing:
+        raise DataError(f"{len(missing)} choice/multiple-choice items have no options (the first at position "
+                        f"{missing[0]}); give each such item its options.")
+    return resolved
 
 
-def score_answers(predictions: Sequence[Any], references: Sequence[Any], answer_types: Sequence[str],
-                  options: Sequence[Any] | None = None) -> pd.DataFrame:
-    """Score every item with every metric of ``VQA_METRICS``; row i is item i.
+def _options_per_item(options: Any, n: int) -> list[tuple | None]:
+    """One option tuple (or None) per item from None, per-item entries, or a DataFrame of option columns."""
+    if options is None:
+        return [None] * n
+    if isinstance(options, pd.DataFrame):  # option columns (option_a..option_e), one row per item
+        options = list(options.itertuples(index=False, name=None))
+    if not _is_collection(options) or len(options) != n:
+        raise DataError(f"options must hold one entry per item ({n}): a tuple of option texts, or None for an "
+                        f"item without options; got {type(options).__name__} of length "
+                        f"{len(options) if _is_collection(options) else 'n/a'}.")
+    per_item: list[tuple | None] = []
+    for position, entry in enumerate(options):
+        if entry is None or (not _is_collection(entry) and _is_missing(entry)):
+            per_item.append(None)
+        elif _is_collection(entry):
+            present = tuple(o for o in entry if not _is_missing(o) and as_text(o).strip())
+            per_item.append(present or None)
+        else:
+            raise DataError(f"options[{position}] is {entry!r}; each entry must be a tuple of option texts or None.")
+    return per_item
 
-    Columns: ``answer_type``, one per metric (NaN where the metric does not apply to the item's answer type),
-    and ``extracted`` (the choice extracted from a closed item's prediction, None for open items). ``options``:
-    None (yes/no for every closed item), one set of choices shared by all closed items, or one entry per item
-    (a tuple of choices, or None for yes/no; a DataFrame of option columns gives one tuple per row; missing
-    choices in a tuple are skipped; entries of open items are not used).
+
+def _where(position: int, item_ids: list[Any] | None, source: str) -> str:
+    item = f"item {item_ids[position]!r}" if item_ids is not None else f"item at position {position}"
+    return f"{item} of {source}" if source else item
+
+
+def _mc_reference(reference: Any, options: tuple, where: str) -> str:
+    """The letter of a multiple-choice reference (a letter, "(B)", or an option's text)."""
+    letters = LETTERS[:len(options)]
+    text = as_text(reference).strip().strip("().:[] ")
+    if len(text) == 1 and text.upper() in letters:
+        return text.upper()
+    normalised = normalised_options(options)
+    key = normalise_answer(reference)
+    if key in normalised:
+        return letters[normalised.index(key)]
+    named = extract_option(reference, options, lettered=True)  # "Benign image." names the option "Benign"
+    if named is not None:
+        return named
+    raise DataError(f"{where}: the reference {as_text(reference)!r} is neither a letter of its {len(options)} "
+                    f"options ({', '.join(letters)}) nor one of their texts {list(options)!r}. Check the release's "
+                    "gold column for this item.")
+
+
+def check_multiple_choice_golds(references: Sequence[Any], forms: Sequence[str], options: Sequence[Any],
+                                item_ids: Sequence[Any] | None = None, source: str = "") -> None:
+    """Raise the scoring path's ``DataError`` for the first multiple-choice item whose gold is not among its
+    options -- when a split is built, before a model answers anything."""
+    ids = list(item_ids) if item_ids is not None else None
+    for position, (reference, form, choices) in enumerate(zip(references, forms, options)):
+        if form == "multiple_choice":
+            _mc_reference(reference, tuple(choices), _where(position, ids, source))
+
+
+def _closed_reference(reference: Any, form: str, options: tuple | None, where: str) -> tuple[str, str | None]:
+    """(scored_as, the reference's key) of a closed item; an unusable yes/no or choice reference is scored open."""
+    if form == "multiple_choice":
+        return form, _mc_reference(reference, options, where)
+    key = normalise_answer(reference)
+    if form == "yes_no":
+        return ("yes_no", key) if key in YES_NO else ("open", "yes_no_reference_not_yes_no")
+    normalised = normalised_options(options)
+    if key in normalised:
+        return "choice", key
+    chosen = extract_option(reference, options)
+    return ("choice", chosen) if chosen is not None else ("open", "choice_reference_not_in_options")
+
+
+def _decision(response: Any, form: str, options, question, fallback) -> tuple[str | None, str | None]:
+    """(extracted answer, who decided: "rules" | "extractor" | None)."""
+    extracted = extract_answer(response, form, options, question)
+    if extracted is not None:
+        return extracted, "rules"
+    if fallback is None or _is_missing(fallback) or not as_text(fallback).strip():
+        return None, None
+    decided = (extract_option(fallback, options, lettered=form == "multiple_choice") if form != "yes_no"
+               else extract_answer(fallback, form, options, None))
+    return (decided, "extractor") if decided is not None else (None, None)
+
+
+def _optional_list(values: Any, n: int, name: str) -> list[Any] | None:
+    if values is None:
+        return None
+    items = _as_answer_list(values, name)
+    if len(items) != n:
+        raise DataError(f"{name} has {len(items)} entries but there are {n} items; give one per item.")
+    return items
+
+
+def _closed_rows(preds, refs, forms, option_sets, questions, fallback, item_ids, source) -> dict[str, list]:
+    """Per-item scored_as, note, extracted, decided_by and correctness (NaN for items scored as open)."""
+    out: dict[str, list] = {"scored_as": [], "score_note": [], "extracted": [], "decided_by": [], "correct": []}
+    for i, form in enumerate(forms):
+        scored_as, key, note, extracted, decided_by, correct = "open", None, None, None, None, np.nan
+        if form != "open":
+            scored_as, key = _closed_reference(refs[i], form, option_sets[i], _where(i, item_ids, source))
+            if scored_as == "open":
+                note = key
+            else:
+                question = questions[i] if questions is not None else None
+                hint = fallback[i] if fallback is not None else None
+                extracted, decided_by = _decision(preds[i], form, option_sets[i], question, hint)
+                correct = float(extracted is not None and extracted == key)
+        for column, value in zip(out, (scored_as, note, extracted, decided_by, correct)):
+            out[column].append(value)
+    return out
+
+
+def score_answers(predictions: Sequence[Any], references: Sequence[Any], forms: Sequence[str],
+                  options: Any = None, *, questions: Sequence[Any] | None = None,
+                  fallback: Sequence[Any] | None = None, item_ids: Sequence[Any] | None = None,
+                  source: str = "") -> pd.DataFrame:
+    """Score every item; row i is item i. The one scoring path of medrival (see the module docstring).
+
+    ``forms``: one of ``FORMS`` per item ("closed" is accepted: choice when the item has options, else yes_no;
+    "open" as is). ``options``: None, or one entry per item (a tuple of option texts in letter order, None for
+    items without), or a DataFrame of option columns. ``questions`` lets the yes/no rules read a restatement of
+    the question. ``fallback``: an answer extractor's decision per item, used only where the rules are undecided.
+    ``item_ids`` and ``source`` name an item in errors.
+
+    Columns: ``form``, ``scored_as``, ``score_note`` (why a closed item is scored as open), ``extracted``,
+    ``decided_by``, and one column per metric of ``VQA_METRICS`` (NaN where it does not apply).
     """
     preds, refs = _paired(predictions, references)
-    types = _checked_answer_types(answer_types, len(preds), len(refs))
     n = len(preds)
     option_sets = _options_per_item(options, n)
-    rows_of = {kind: np.array([i for i, t in enumerate(types) if t == kind], dtype=np.int64)
-               for kind in ANSWER_TYPES}
-    rows_of["all"] = np.arange(n, dtype=np.int64)
-
-    closed = rows_of["closed"]
-    closed_scores, closed_choices = _score_closed([preds[i] for i in closed], [refs[i] for i in closed],
-                                                  [option_sets[i] for i in closed], closed.tolist())
-    table: dict[str, Any] = {"answer_type": types}
-    for name, (metric, applies_to) in VQA_METRICS.items():
-        column = np.full(n, np.nan, dtype=np.float64)
-        rows = rows_of[applies_to]
-        if metric is closed_accuracy:
-            column[rows] = closed_scores  # already computed with row numbers for error messages
-        elif rows.size:
-            column[rows] = metric([preds[i] for i in rows], [refs[i] for i in rows])
+    resolved = _checked_forms(forms, n, option_sets)
+    rows = _closed_rows(preds, refs, resolved, option_sets, _optional_list(questions, n, "questions"),
+                        _optional_list(fallback, n, "fallback"), _optional_list(item_ids, n, "item_ids"), source)
+    scored_as = np.asarray(rows["scored_as"], dtype=object)
+    correct = np.asarray(rows["correct"], dtype=np.float64)
+    closed = np.isin(scored_as, CLOSED_FORMS)
+    table: dict[str, Any] = {"form": resolved, "scored_as": rows["scored_as"], "score_note": rows["score_note"],
+                             "extracted": pd.Series(rows["extracted"], dtype=object),
+                             "decided_by": pd.Series(rows["decided_by"], dtype=object)}
+    table["closed_accuracy"] = np.where(closed, correct, np.nan)
+    for form, name in _FORM_ACCURACY.items():
+        table[name] = np.where(scored_as == form, correct, np.nan)
+    undecided = np.array([value is None for value in rows["extracted"]], dtype=np.float64)
+    table["undecided_rate"] = np.where(closed, undecided, np.nan)
+    open_rows = np.flatnonzero(scored_as == "open")
+    for name, metric in OPEN_METRICS.items():
+        column = np.full(n, np.nan)
+        if open_rows.size:
+            column[open_rows] = metric([preds[i] for i in open_rows], [refs[i] for i in open_rows])
         table[name] = column
-    extracted: list[str | None] = [None] * n
-    for row, choice in zip(closed.tolist(), closed_choices):
-        extracted[row] = choice
-    table["extracted"] = pd.Series(extracted, dtype=object)
     return pd.DataFrame(table)
 
 
 def summarise(scores: pd.DataFrame) -> dict[str, float]:
-    """Mean of each metric over the items it applies to (NaN-skipping; NaN when none), plus n_closed, n_open."""
-    missing = [column for column in ("answer_type", *VQA_METRICS) if column not in scores.columns]
+    """Each metric's mean over the items it applies to (NaN when none), plus item counts per ``scored_as`` form
+    and the number of closed items scored as open (``n_closed_scored_open``)."""
+    missing = [column for column in ("scored_as", *VQA_METRICS) if column not in scores.columns]
     if missing:
         raise DataError(f"scores lacks the column(s) {', '.join(missing)}; pass the frame returned by "
                         "score_answers.")
-    summary: dict[str, float] = {}
-    for name, (_, applies_to) in VQA_METRICS.items():
-        column = scores[name] if applies_to == "all" else scores.loc[scores["answer_type"] == applies_to, name]
-        summary[name] = float(column.mean())  # pandas skips NaN, and gives NaN for no values without a warning
-    summary["n_closed"] = int((scores["answer_type"] == "closed").sum())
-    summary["n_open"] = int((scores["answer_type"] == "open").sum())
+    summary: dict[str, float] = {name: float(pd.to_numeric(scores[name], errors="coerce").mean())
+                                 for name in VQA_METRICS}
+    for form in FORMS:
+        summary[f"n_{form}"] = int((scores["scored_as"] == form).sum())
+    summary["n_closed"] = int(scores["scored_as"].isin(CLOSED_FORMS).sum())
+    summary["n_closed_scored_open"] = int(scores["score_note"].notna().sum()) if "score_note" in scores else 0
     return summary
