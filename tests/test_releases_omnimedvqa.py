@@ -63,7 +63,7 @@ FILES = {
              "X-Ray"),
     ],
     "ISIC2019": [
-        # gt_answer that matches no option text (as in the real ISIC files): answer_label stays empty.
+        # gt_answer that holds an option's text in a longer one (as in the real ISIC files): that option's letter.
         _rec("ISIC2019", "ISIC2019_0000", "Disease Diagnosis", "Is this lesion benign?", "Benign image.",
              "Images/ISIC2019/train/ISIC_0000001.jpg", ["Benign", "Malignant"], "Dermoscopy"),
     ],
@@ -104,12 +104,21 @@ def test_fixture_parsing(tmp_path):
     assert two_way["answer_label"] == "A" and pd.isna(two_way["option_c"]) and pd.isna(two_way["option_d"])
     assert two_way["question"] == "Is there glaucoma in this image?"
     assert frame.loc["RadImageNet_0001", "answer_label"] == "A"  # "thyroid" matches "Thyroid"
-    assert pd.isna(frame.loc["ISIC2019_0000", "answer_label"])
+    assert frame.loc["ISIC2019_0000", "answer_label"] == "A"
     assert frame.loc["Chest CT Scan_0001", "modality_tag"] == "ct"  # key spelled "modality"
     assert frame.loc["Blood Cell_0000", "modality_tag"] == "pathology"
     assert frame.loc["OCT & X-ray 2017_0000", "modality_type"] == "OCT (Optical Coherence Tomography"
     assert index.modality == "xray,ct,mri,ultrasound,dermoscopy,fundus,oct,pathology"
-    assert any("1 questions have a gt_answer equal to none" in n for n in index.notes)
+    assert any("1 questions have a gt_answer that is one option's text inside" in n for n in index.notes)
+
+
+def test_gold_among_no_option_is_an_error_naming_the_item(tmp_path):
+    bad = {"ISIC2019": [_rec("ISIC2019", "ISIC2019_0009", "Disease Diagnosis", "Is this lesion benign?",
+                              "Indeterminate", "Images/ISIC2019/train/ISIC_0000001.jpg", ["Benign", "Malignant"],
+                              "Dermoscopy")]}
+    root = write_omnimedvqa_fixture(tmp_path, bad)
+    with pytest.raises(DataError, match=r"OmniMedVQA.*ISIC2019_0009.*'Indeterminate', which is not exactly one of"):
+        load_omnimedvqa(root)
 
 
 def test_modality_table():

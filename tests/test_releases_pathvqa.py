@@ -44,7 +44,8 @@ def test_pickle_layout(tmp_path, protocol):
                                           "test-000000"]
     assert frame.loc[0, "image"] == "images/train/train_0422.jpg" and frame.loc[0, "image_id"] == "train_0422"
     assert list(frame["answer"]) == ["in the canals of hering", "yes", "Yes", "no", "2"]
-    assert list(frame["answer_type"]) == ["open", "closed", "closed", "closed", "open"]
+    # from the questions: "What is present?" is open although its answer is "Yes"
+    assert list(frame["answer_type"]) == ["open", "closed", "open", "closed", "open"]
     assert set(frame["answer_type_source"]) == {"derived"}
     assert frame.loc[2, "question"] == "What is present?"
     assert index.modality == "pathology"

@@ -54,9 +54,11 @@ def write_vqa_rad(root: Path, records=None) -> Path:
 def test_helpers_normalise_and_derive():
     assert normalise_text("  a \n b ") == "a b"
     assert normalise_text(12) == "12" and normalise_text(2.0) == "2" and normalise_text(None) == ""
-    for closed in ("Yes", "no", " YES ", "no."):
+    # derived from the question text, never the answer
+    for closed in ("Is there an effusion?", "does the CT show a mass", "Is this axial or coronal?",
+                   "Which side, left or right?"):
         assert derive_answer_type(closed) == "closed"
-    for open_ in ("left", "normal", "4", "yes, on the left", ""):
+    for open_ in ("What is shown?", "yes", "no", "Where is the lesion?", ""):
         assert derive_answer_type(open_) == "open"
 
 

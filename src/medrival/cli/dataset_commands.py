@@ -84,6 +84,11 @@ def _print_summary(summary: dict) -> None:
                   f"{escape(summary['root'])}")
     counts = summary.get("examples") or summary.get("questions") or {}
     console.print("examples per split: " + ", ".join(f"{k} {v}" for k, v in counts.items()))
+    for split, forms in (summary.get("vqa_forms") or {}).items():
+        if isinstance(forms, dict):
+            asked = ", ".join(f"{form} {count}" for form, count in forms["asked"].items())
+            scored = ", ".join(f"{form} {count}" for form, count in forms["scored_as"].items())
+            console.print(f"{split}: asked as {asked}; scored as {scored}", markup=False)
     for note in summary.get("notes", []):
         console.print(f"  note: {note}", markup=False)
     files = summary.get("files")

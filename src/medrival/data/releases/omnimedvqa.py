@@ -16,7 +16,9 @@ Quirks handled:
   ``QA_information``, that folder is used and image paths are prefixed so they stay relative to ``root``.
 - options C and D are absent (or null) for two-way questions -> ``option_c``/``option_d`` are missing (None).
 - ``gt_answer`` is the answer *text*; ``answer_label`` is the letter of the option equal to it after case and
-  whitespace normalisation, None (and counted in ``notes``) when no option matches.
+  whitespace normalisation; where none is equal, the one option whose words occur in the gt_answer (the real
+  ISIC2019 files answer "Benign image." to the option "Benign"; counted in ``notes``). A record whose gt_answer
+  matches no option (or several) is a DataError naming it.
 - ``modality_type`` is free text with typos ("MR (Mag-netic Resonance Imaging)", "OCT (Optical Coherence
   Tomography" without the closing parenthesis, lower-case "ultrasound"); :data:`MODALITY_TYPES` maps every
   known spelling to the controlled vocabulary and unknown ones are an error. One record of ``Chest CT
@@ -46,7 +48,8 @@ ZIP_FOLDER = "OmniMedVQA"
 LETTERS = ("A", "B", "C", "D")
 REQUIRED_KEYS = ("dataset", "question_id", "question", "gt_answer", "image_path")
 OPTION_COLUMNS = tuple(f"option_{letter.lower()}" for letter in LETTERS)
-EXTRA_COLUMNS = ("dataset", "question_type", "modality_type", "modality_tag", "answer_label", *OPTION_COLUMNS)
+EXTRA_COLUMNS = ("dataset", "question_type", "modality_type", "modality_tag", "answer_label", *OPTION_COLUMNS,
+                 "gold_inside_text")
 # Release spelling (compared case- and space-insensitively) -> controlled vocabulary.
 MODALITY_TYPES = {
     "CT(Computed Tomography)": "ct",
@@ -78,10 +81,22 @@ def modality_word(value: Any, *, where: str) -> str:
     return word
 
 
-def _answer_label(answer: str, options: dict[str, str | None]) -> str | None:
+def _words(text: Any) -> tuple[str, ...]:
+    return tuple("".join(c if c.isalnum() else " " for c in normalise_text(text).lower()).split())
+
+
+def _answer_label(answer: str, options: dict[str, str | None]) -> tuple[str | None, bool]:
+    """(letter of the option the gold answer is, whether it was found inside a longer text). Equal texts (case and
+    spaces ignored) first; else the one option whose words occur in the answer ("Benign image." -> "Benign", as
+    the real ISIC2019 files write their answers)."""
     wanted = _key(answer)
     matches = [letter for letter, text in options.items() if text is not None and _key(text) == wanted]
-    return matches[0] if len(matches) == 1 else None
+    if len(matches) == 1:
+        return matches[0], False
+    words = _words(answer)
+    inside = [letter for letter, text in options.items() if text is not None and _words(text) and any(
+        words[i:i + len(_words(text))] == _words(text) for i in range(len(words)))]
+    return (inside[0], True) if len(inside) == 1 else (None, False)
 
 
 def _record_row(record: Any, where: str, prefix: str) -> dict:
@@ -95,6 +110,11 @@ def _record_row(record: Any, where: str, prefix: str) -> dict:
     raw_modality = record.get("modality_type", record.get("modality"))
     options = {letter: normalise_text(record.get(f"option_{letter}")) or None for letter in LETTERS}
     answer = normalise_text(record["gt_answer"])
+    label, inside = _answer_label(answer, options)
+    if label is None:
+        raise DataError(f"{RELEASE}: {where} (question_id {record.get('question_id')!r}) has gt_answer {answer!r}, "
+                        f"which is not exactly one of its options {[o for o in options.values() if o]}; a "
+                        "multiple-choice item needs its gold among its options. Fix or drop the record.")
     image = safe_relpath(record["image_path"], release=RELEASE)
     return {
         "question_id": normalise_text(record["question_id"]), "image": f"{prefix}{image}", "image_id": image,
@@ -103,7 +123,7 @@ def _record_row(record: Any, where: str, prefix: str) -> dict:
         "question_type": normalise_text(record.get("question_type")) or None,
         "modality_type": normalise_text(raw_modality),
         "modality_tag": modality_word(raw_modality, where=where),
-        "answer_label": _answer_label(answer, options),
+        "answer_label": label, "gold_inside_text": inside,
         **{column: options[letter] for column, letter in zip(OPTION_COLUMNS, LETTERS)},
     }
 
@@ -166,16 +186,16 @@ def load_omnimedvqa(root: Path | str, *, subsets: Iterable[str] | None = None) -
     notes: list[str] = []
     _unique_ids(rows, notes)
     frame = build_frame(rows, release=RELEASE, extras=EXTRA_COLUMNS)
+    inside = int(frame.pop("gold_inside_text").sum())
+    if inside:
+        notes.append(f"{inside} questions have a gt_answer that is one option's text inside a longer text "
+                     "(\"Benign image.\" for the option \"Benign\"); answer_label is that option's letter.")
     present = set(frame["modality_tag"])
     modality = ",".join(word for word in MODALITIES if word in present)
-    unmatched = int(frame["answer_label"].isna().sum())
     notes[:0] = ["Benchmark only: every question is in split 'test' (no train/val in the release).",
                  "All questions are multiple choice: answer_type 'closed' (source: release).",
                  f"Sub-datasets: {', '.join(sorted(set(frame['dataset'])))}.",
                  "modality_type mapped to the controlled vocabulary per question (modality_tag); "
                  "'Microscopy Images' -> pathology.",
                  "Restricted-access QA files are not indexed (their images are not in the release)."]
-    if unmatched:
-        notes.append(f"{unmatched} questions have a gt_answer equal to none of their options; answer_label is "
-                     "empty for them.")
     return VQAReleaseIndex("omnimedvqa", modality, frame, LICENCE, SOURCE, notes)

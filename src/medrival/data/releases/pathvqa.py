@@ -10,7 +10,8 @@
    ``parquet:<file>#<row>`` reference, and ``image_id`` is the stem of ``image.path`` when the release filled it,
    else a hash of the image bytes (so questions about the same picture still share an id for clustering).
 
-Neither layout labels answer types: "closed" is derived (yes/no answers) and recorded as derived.
+Neither layout labels answer types: "closed" is derived from the question (yes/no shaped, or stating its options;
+never from the answer) and recorded as derived.
 """
 from __future__ import annotations
 
@@ -35,7 +36,8 @@ SOURCE = "https://github.com/UCSD-AI4H/PathVQA"
 PICKLE_SPLITS = {"train": "train", "val": "val", "test": "test"}
 # HF split names in parquet file names -> medrival split names.
 PARQUET_SPLITS = {"train": "train", "validation": "val", "val": "val", "test": "test"}
-_NOTE_DERIVED = "PathVQA has no answer_type field: closed = yes/no answers (derived)."
+_NOTE_DERIVED = ("PathVQA has no answer_type field: closed = yes/no-shaped questions or questions stating their "
+                 "options (derived from the question text, never the answer).")
 
 
 class RestrictedUnpickler(pickle.Unpickler):
@@ -79,10 +81,10 @@ def _pickle_rows(root: Path, split: str) -> Iterator[dict]:
             raise DataError(f"{RELEASE}: {name!r} item #{position} must be a dict with keys image, question, "
                             f"answer; found {record!r:.120}.")
         image = safe_relpath(record["image"], release=RELEASE)
-        answer = normalise_text(record["answer"])
+        answer, question = normalise_text(record["answer"]), normalise_text(record["question"])
         yield {"question_id": f"{split}-{position:06d}", "image": f"images/{split}/{image}.jpg",
-               "image_id": image, "question": normalise_text(record["question"]), "answer": answer,
-               "answer_type": derive_answer_type(answer), "answer_type_source": "derived", "split": split}
+               "image_id": image, "question": question, "answer": answer,
+               "answer_type": derive_answer_type(question), "answer_type_source": "derived", "split": split}
 
 
 def load_pathvqa_pickles(root: Path | str) -> VQAReleaseIndex:
@@ -148,10 +150,10 @@ def _parquet_rows(root: Path, split: str, path: Path, start: int) -> Iterable[di
         ids = _image_ids(batch.column("image"), relative)
         questions, answers = batch.column("question").to_pylist(), batch.column("answer").to_pylist()
         for image_id, question, answer in zip(ids, questions, answers):
-            text = normalise_text(answer)
+            text, asked = normalise_text(answer), normalise_text(question)
             yield {"question_id": f"{split}-{start + row:06d}", "image": f"{PARQUET_PREFIX}{relative}#{row}",
-                   "image_id": image_id, "question": normalise_text(question), "answer": text,
-                   "answer_type": derive_answer_type(text), "answer_type_source": "derived", "split": split}
+                   "image_id": image_id, "question": asked, "answer": text,
+                   "answer_type": derive_answer_type(asked), "answer_type_source": "derived", "split": split}
             row += 1
 
 

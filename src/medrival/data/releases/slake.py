@@ -6,7 +6,7 @@ Quirks handled:
 - English and Chinese questions share the files; ``q_lang == "en"`` is kept by default (``languages=None``
   keeps every language; the two languages share ``img_id``, so they also share ``image_id``).
 - ``img_name`` is ``xmlab{N}/source.jpg``: the image folder's name, not the file name, identifies the image.
-- ``answer_type`` is ``CLOSED``/``OPEN`` (case and spaces tolerated); anything else is derived from yes/no.
+- ``answer_type`` is ``CLOSED``/``OPEN`` (case and spaces tolerated); anything else is derived from the question text.
 - ``modality`` is ``CT``/``MRI``/``X-Ray``, mapped to the controlled vocabulary in ``modality_tag``.
 - ``triple`` (knowledge-graph triple, a JSON list) is kept as compact JSON text so the frame stays flat.
 """
@@ -48,7 +48,7 @@ def _record_row(record: Any, split: str, position: int) -> dict:
     answer_type = normalise_text(record.get("answer_type")).lower()
     source = "release"
     if answer_type not in ("closed", "open"):
-        answer_type, source = derive_answer_type(answer), "derived"
+        answer_type, source = derive_answer_type(record["question"]), "derived"
     modality = _text_or_none(record.get("modality"))
     triple = record.get("triple")
     return {
@@ -91,5 +91,5 @@ def load_slake(root: Path | str, *, languages: Iterable[str] | None = ("en",)) -
     frame = build_frame(rows, release=RELEASE, extras=EXTRA_KEYS)
     derived = int((frame["answer_type_source"] == "derived").sum())
     if derived:
-        notes.append(f"{derived} questions had no usable answer_type; derived from yes/no answers.")
+        notes.append(f"{derived} questions had no usable answer_type; derived from the question text.")
     return VQAReleaseIndex("slake", "ct,mri,xray", frame, LICENCE, SOURCE, notes)

@@ -13,7 +13,7 @@ Column (key) names are arguments; by default ``image``, ``question``, ``answer``
   questions about the same file share it.
 - ``answer_type`` (optional column): closed / yes-no / yes_no / closed-ended -> "closed"; open / open-ended /
   free -> "open" (case, ``_`` and spaces ignored; source "release"). A blank cell, or no column at all, is
-  derived from the answer (yes/no -> closed; source "derived"). Any other value is rejected, listing them all.
+  derived from the question, never the answer (yes/no shaped or stating options -> closed; source "derived"). Any other value is rejected, listing them all.
 - ``split`` (optional column): train/training, val/valid/validation/dev, test/testing (case ignored). Without a
   split column the split is drawn per image (seeded hash over ``image_id``, ``fractions`` train/val/test), so one
   image's questions never land in two splits. With one, images shared between splits are counted in ``notes``.
@@ -117,7 +117,7 @@ def _record_row(record: Any, position: int, columns: dict[str, str | None], *, r
         row["answer_type"] = _lookup(raw_type, ANSWER_TYPE_VALUES, dashes=True) or raw_type
         row["answer_type_source"] = "release"
     else:
-        row["answer_type"], row["answer_type_source"] = derive_answer_type(answer), "derived"
+        row["answer_type"], row["answer_type_source"] = derive_answer_type(question), "derived"
     if columns["split"]:
         raw_split = normalise_text(record[columns["split"]])
         row["split"] = _lookup(raw_split, SPLIT_VALUES, dashes=False) or raw_split
@@ -171,5 +171,5 @@ def read_generic_vqa(root: Path | str, annotation: Path | str, *, image_column: 
     frame = build_frame(frame.to_dict("records"), release=name)
     derived = int((frame["answer_type_source"] == "derived").sum())
     if derived:
-        notes.append(f"{derived} questions have no answer type in the file; derived from yes/no answers.")
+        notes.append(f"{derived} questions have no answer type in the file; derived from the question text.")
     return VQAReleaseIndex(name, modality, frame, licence, str(path), notes)

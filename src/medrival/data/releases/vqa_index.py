@@ -10,7 +10,7 @@ Required columns:
 - ``image_id`` (str): questions about the same image share it (cluster key for cluster-aware statistics).
 - ``question``, ``answer`` (str): whitespace normalised, original casing kept (metrics decide how to compare).
 - ``answer_type``: "closed" or "open"; ``answer_type_source``: "release" when the release says so, "derived"
-  when we inferred it with :func:`derive_answer_type`.
+  when we inferred it from the *question* with :func:`derive_answer_type` (never from the answer).
 - ``split``: train / val / test.
 
 Release-specific extras (``image_organ``, ``content_type``, ``modality_tag``, ...) are kept as further columns.
@@ -27,6 +27,7 @@ import pandas as pd
 
 from medrival.core.errors import ConfigError, DataError
 from medrival.core.types import check_modality
+from medrival.core.vqa_forms import closed_or_open, question_form
 from medrival.data.releases import paths
 from medrival.data.releases.paths import safe_relative
 
@@ -38,10 +39,6 @@ ANSWER_TYPE_SOURCES: tuple[str, ...] = ("release", "derived")
 SPLITS: tuple[str, ...] = ("train", "val", "test")
 PARQUET_PREFIX = "parquet:"
 
-# Answers that make a question closed-ended when the release does not say. Only yes/no: "normal"/"abnormal" or
-# "left"/"right" are closed in spirit but also occur as free-text answers, so guessing them would inflate closed
-# accuracy; such questions stay open unless the release labels them.
-_CLOSED_ANSWERS = frozenset({"yes", "no"})
 _WHITESPACE = re.compile(r"\s+")
 
 
@@ -57,14 +54,14 @@ def normalise_text(value: Any) -> str:
     return _WHITESPACE.sub(" ", str(value)).strip()
 
 
-def derive_answer_type(answer: Any) -> str:
-    """Closed/open for a release that does not label it: "closed" iff the answer is yes or no.
-
-    Case, surrounding whitespace and a trailing full stop are ignored ("Yes", " no.", "YES"). Everything else is
-    "open". Rows typed this way must carry ``answer_type_source == "derived"`` so reports can say so.
+def derive_answer_type(question: Any) -> str:
+    """Closed/open for a release that does not label it, from the question alone: "closed" when the question is
+    yes/no shaped or states its options (``medrival.core.vqa_forms``), else "open". The answer is never read, so
+    the type (and the prompt it leads to) cannot leak it. Rows typed this way carry ``answer_type_source ==
+    "derived"``.
     """
-    text = normalise_text(answer).lower().rstrip(".").strip()
-    return "closed" if text in _CLOSED_ANSWERS else "open"
+    form, _ = question_form(normalise_text(question), None)
+    return closed_or_open(form)
 
 
 def safe_relpath(raw: Any, *, release: str, root: Path | str = "the dataset root") -> str:

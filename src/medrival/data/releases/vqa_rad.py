@@ -59,7 +59,7 @@ def _record_row(record: Any, position: int) -> dict:
     answer_type = (_null(record["answer_type"]) or "").lower()
     source = "release"
     if answer_type not in ("closed", "open"):
-        answer_type, source = derive_answer_type(answer), "derived"
+        answer_type, source = derive_answer_type(record["question"]), "derived"
     row = {"question_id": qid, "image": f"{IMAGE_FOLDER}/{image_name}",
            "image_id": PurePosixPath(image_name).stem, "question": normalise_text(record["question"]),
            "answer": answer, "answer_type": answer_type, "answer_type_source": source,
@@ -86,6 +86,6 @@ def load_vqa_rad(root: Path | str, *, annotation: str = ANNOTATION_FILE) -> VQAR
         "Modality per question is not in the release (image_organ is HEAD/CHEST/ABD); CT, MRI and X-ray mixed.",
     ]
     if derived:
-        notes.append(f"{derived} questions had no usable answer_type; derived from yes/no answers.")
+        notes.append(f"{derived} questions had no usable answer_type; derived from the question text.")
     # CT, MRI and plain radiographs are all present; listed in the controlled vocabulary's words.
     return VQAReleaseIndex("vqa-rad", "ct,mri,xray", frame, LICENCE, SOURCE, notes)

@@ -76,6 +76,11 @@ def check_release(name: str, root: str | Path | None = None, *, annotations_only
     summary = {"dataset": name, "root": str(resolved), "task": entry.info.task.value,
                "modality": entry.info.modality, "licence": entry.info.licence, **index.counts(),
                "notes": list(index.notes)}
+    if entry.is_vqa:
+        from medrival.data.zoo.vqa_check import vqa_form_report
+
+        summary["vqa_forms"], notes = vqa_form_report(index, name)
+        summary["notes"] += notes
     if not annotations_only:
         summary["files"] = _file_report(index.frame["image"], resolved, workers)
         bad = summary["files"]["missing"] + summary["files"]["unreadable"]

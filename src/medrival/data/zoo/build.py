@@ -14,6 +14,8 @@ import pandas as pd
 
 from medrival.core.errors import DataError
 from medrival.core.types import ClassificationSplit, DatasetInfo, TaskKind, VQASplit
+from medrival.core.vqa_forms import LETTERS, item_forms
+from medrival.metrics.vqa import check_multiple_choice_golds
 from medrival.data.images import FileImageSource, file_of
 from medrival.data.imageio import probe_image
 from medrival.data.releases.index import ReleaseIndex, grouped_split
@@ -96,9 +98,39 @@ def vqa_split(info: DatasetInfo, index: VQAReleaseIndex, split: str, root: Path,
     image_ids, first = np.unique(rows["image_id"].astype(str).to_numpy(), return_index=True)
     position = {image_id: i for i, image_id in enumerate(image_ids)}
     source = FileImageSource(root, rows["image"].to_numpy()[first])
+    forms, options = frame_forms(rows)
+    answers = gold_answers(rows)
+    check_multiple_choice_golds(answers, forms, options, rows["question_id"].astype(str).tolist(), info.name)
     return VQASplit(info, split, source, rows["image_id"].astype(str).map(position).to_numpy(dtype=np.int64),
-                    rows["question"].tolist(), rows["answer"].tolist(), rows["answer_type"].tolist(),
-                    rows["question_id"].astype(str).to_numpy(), image_ids, skipped=skipped)
+                    rows["question"].tolist(), answers, rows["answer_type"].tolist(),
+                    rows["question_id"].astype(str).to_numpy(), image_ids, skipped=skipped, forms=forms,
+                    options=options)
+
+
+def release_options(rows: pd.DataFrame) -> list[tuple | None]:
+    """Each row's lettered options from the release's ``option_a``, ``option_b``... columns (None without)."""
+    columns = [f"option_{letter.lower()}" for letter in LETTERS if f"option_{letter.lower()}" in rows.columns]
+    if not columns:
+        return [None] * len(rows)
+    return [tuple(value for value in values if isinstance(value, str) and value.strip()) or None
+            for values in rows[columns].itertuples(index=False, name=None)]
+
+
+def gold_answers(rows: pd.DataFrame) -> list[str]:
+    """Each row's gold: its letter where the release gives one (``answer_label``: an option's text may itself be a
+    letter, as in MedXpertQA), else the answer text."""
+    if "answer_label" not in rows.columns:
+        return rows["answer"].tolist()
+    return [label if isinstance(label, str) and label.strip() else answer
+            for label, answer in zip(rows["answer_label"], rows["answer"])]
+
+
+def frame_forms(rows: pd.DataFrame) -> tuple[list[str], list[tuple | None]]:
+    """Forms and options of an index frame's rows from the question, the release's declared answer type (only
+    where the release gives one) and its lettered options -- the ``answer`` column is never read."""
+    declared = [kind if source == "release" else None
+                for kind, source in zip(rows["answer_type"], rows["answer_type_source"])]
+    return item_forms(rows["question"].tolist(), declared, release_options(rows))
 
 
 def _with_validation(frame: pd.DataFrame) -> pd.DataFrame:
