@@ -76,6 +76,7 @@ ANNOTATION_WRITERS: dict[str, Writer] = {
     "pmc-vqa-clean": _annotations("test_releases_pmcvqa", "write_pmcvqa_fixture"),
     "pmc-vqa-v2": _annotations("test_releases_pmcvqa", "write_pmcvqa_fixture"),
     "omnimedvqa": _annotations("test_releases_omnimedvqa", "write_omnimedvqa_fixture"),
+    "medxpertqa-mm": _annotations("test_releases_medxpertqa", "write_medxpertqa_fixture"),
     "papila": _annotations("test_releases_papila", "write_fixture"),
     "papila-suspects-as-glaucoma": _annotations("test_releases_papila", "write_fixture"),
     "papila-3class": _annotations("test_releases_papila", "write_fixture"),

@@ -1,11 +1,11 @@
 """Entries for the fundus (PAPILA, Harvard-FairVLMed/GF), paediatric chest X-ray / retinal OCT (Kermany 2018) and
-multiple-choice VQA (PMC-VQA, OmniMedVQA) releases."""
+multiple-choice VQA (PMC-VQA, OmniMedVQA, MedXpertQA MM) releases."""
 from __future__ import annotations
 
 from functools import partial
 
 from medrival.core.types import TaskKind
-from medrival.data.releases import fairvlmed, kermany, omnimedvqa, papila, pmcvqa
+from medrival.data.releases import fairvlmed, kermany, medxpertqa, omnimedvqa, papila, pmcvqa
 from medrival.data.zoo.downloads import hf_dataset_download
 from medrival.data.zoo.entries import ReleaseEntry, make_info
 
@@ -70,6 +70,16 @@ def _multiple_choice_vqa_entries() -> list[ReleaseEntry]:
     entries.append(ReleaseEntry(info, "omnimedvqa", omnimedvqa.load_omnimedvqa, obtain=(
         "medrival prepare omnimedvqa (Hugging Face dataset foreverbeliever/OmniMedVQA; unzips OmniMedVQA.zip)",),
         download=partial(hf_dataset_download, repo="foreverbeliever/OmniMedVQA", unzip=("OmniMedVQA.zip",))))
+    info = make_info(medxpertqa.NAME, TaskKind.VQA, medxpertqa.DEFAULT_MODALITY, (), medxpertqa.LICENCE,
+                     medxpertqa.SOURCE, "MedXpertQA MM: expert-level 5-option multiple-choice questions with clinical "
+                                        "images (2,000 test, 5 dev as val; first image of each question shown).")
+    entries.append(ReleaseEntry(info, "medxpertqa", medxpertqa.load_medxpertqa, obtain=(
+        "medrival prepare medxpertqa-mm (Hugging Face dataset TsinghuaC3I/MedXpertQA: MM/test.jsonl, MM/dev.jsonl "
+        "and images.zip, unzipped into <root>/images/)",
+        "or download MM/test.jsonl, MM/dev.jsonl and images.zip from "
+        "https://huggingface.co/datasets/TsinghuaC3I/MedXpertQA into <root> and unzip images.zip there (the "
+        "image files must end up in <root>/images/ or directly in <root>)"),
+        download=partial(hf_dataset_download, repo="TsinghuaC3I/MedXpertQA", unzip=(medxpertqa.IMAGES_ZIP,))))
     return entries
 
 
