@@ -349,9 +349,9 @@ def test_off_the_shelf_vqa_through_an_api_records_failed_questions(serve, key):
     failed = frame["question"] == broken
     assert failed.any() and frame.loc[failed, "response"].eq("").all()
     assert frame.loc[failed, "failure"].str.contains("500").all() and frame.loc[~failed, "failure"].isna().all()
-    assert frame["prob_yes"].isna().all() and "closed_auroc" not in vqa_metrics(frame)
-    closed = frame[(frame["answer_type"] == "closed") & ~failed]
-    assert (closed["closed_accuracy"] == (closed["answer"] == "yes")).all()
+    assert frame["prob_yes"].isna().all() and "yes_no_auroc" not in vqa_metrics(frame)
+    yes_no = frame[(frame["scored_as"] == "yes_no") & ~failed]
+    assert (yes_no["closed_accuracy"] == (yes_no["answer"] == "yes")).all()
     for name in ("vqa_lora", "option_zero_shot"):
         other = METHODS.get(name)
         with pytest.raises(MedrivalError, match="served by an API"):

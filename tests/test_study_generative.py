@@ -54,7 +54,8 @@ def tiny_folder(tmp_path_factory, one_torch_thread):
     from medrival.data.catalog import dataset_info
     from medrival.models.tiny_generative import build_tiny_llava
 
-    texts = [t.format(question="") for t in TEMPLATES.values()] + [diagnosis_prompt(dataset_info("demo-xray"))]
+    texts = [t.format(question="", options="") for t in TEMPLATES.values()]
+    texts += [diagnosis_prompt(dataset_info("demo-xray"))]
     texts += [f"{q} {a}" for attrs in world.render("xray", "train", 30, size=32).attrs
               for q, a, _ in world.questions("xray", attrs)]
     return build_tiny_llava(tmp_path_factory.mktemp("vlm"), texts, image_size=32, patch_size=16, text_layers=1)
@@ -72,14 +73,17 @@ def test_generative_study_stores_scored_questions_and_diagnosis_probabilities(ti
     vqa = frame.loc["vqa_zero_shot"]
     cell = run.store.get(vqa["cell_id"])
     assert cell.metrics["n_closed"] > 0 and 0.0 <= cell.metrics["closed_accuracy"] <= 1.0
-    assert cell.cost["prompt_version"] == "1" and cell.cost["normalisation_version"] == "1"
+    assert cell.cost["prompt_version"] == "2" and cell.cost["normalisation_version"] == "2"
+    assert cell.spec["vqa_rules"] == {"prompt": "2", "form": "1", "normalisation": "2", "extraction": "1"}
     questions = run.store.predictions(vqa["cell_id"])
     assert len(questions) == cell.metrics["n_closed"] + cell.metrics["n_open"]
-    assert {"question", "answer", "response", "extracted", "closed_accuracy", "token_f1", "prob_yes"} <= \
-        set(questions.columns)
-    closed = questions[questions["answer_type"] == "closed"]
+    assert {"question", "form", "options", "answer", "response", "extracted", "scored_as", "closed_accuracy",
+            "open_token_f1", "prob_yes"} <= set(questions.columns)
+    closed = questions[questions["scored_as"] != "open"]
     assert closed["closed_accuracy"].mean() == pytest.approx(cell.metrics["closed_accuracy"])
-    assert closed["prob_yes"].between(0, 1).all()
+    yes_no = questions[questions["scored_as"] == "yes_no"]
+    assert yes_no["prob_yes"].between(0, 1).all()
+    assert questions.loc[questions["form"] == "choice", "prob_yes"].isna().all()
     diagnosis = run.store.predictions(frame.loc["option_zero_shot", "cell_id"], split="val")
     assert len(diagnosis) == 300 and np.allclose(diagnosis[["prob_normal", "prob_pneumonia"]].sum(axis=1), 1)
 
@@ -105,7 +109,7 @@ def test_llm_judge_grades_open_answers_of_vqa_cells_and_changes_the_cell_id(tiny
     assert not run.failed
     record = run.store.get(run.ran[0])
     frame = run.store.predictions(run.ran[0])
-    open_rows = frame["answer_type"] == "open"
+    open_rows = frame["scored_as"] == "open"
     assert len(stub.requests) == 2 * open_rows.sum()
     assert np.allclose(frame.loc[open_rows, "judge_mean"], 0.4) and frame.loc[~open_rows, "judge_mean"].isna().all()
     assert np.allclose(frame.loc[open_rows, "judge_sd"], 0.0) and (frame.loc[open_rows, "judge_failures"] == 0).all()

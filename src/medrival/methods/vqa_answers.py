@@ -1,8 +1,9 @@
 """Asking a generative model every question of a VQA split: batched generation, plus yes/no option scores.
 
-Closed questions are answered twice over: by generation (the free-text answer that is scored for accuracy) and by
-the log-likelihood of "yes" and "no" as the start of the reply, which gives a probability of "yes" per question
-and so an AUROC for closed VQA, comparable across models whatever wording they generate.
+Each question is asked with its form's prompt and token limit (``medrival.core.prompts``). Yes/no questions are
+answered twice over: by generation (the free-text answer that is scored for accuracy) and by the log-likelihood of
+"yes" and "no" as the start of the reply, which gives a probability of "yes" per question and so an AUROC for
+yes/no VQA, comparable across models whatever wording they generate.
 """
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ import numpy as np
 
 from medrival.core.errors import ConfigError
 from medrival.core.types import VQASplit
-from medrival.core.prompts import DEFAULT_MAX_NEW_TOKENS, vqa_prompt
+from medrival.core.prompts import DEFAULT_MAX_NEW_TOKENS, training_answer, vqa_prompt
 
 YES_NO_OPTIONS = ("yes", "no")
 
@@ -23,16 +24,19 @@ class VQAGenerationConfig:
     """How questions are asked: batch size, answer lengths and whether closed questions get option scores."""
 
     batch_size: int = field(default=16, metadata={"help": "Questions per generation batch (left-padded)."})
-    max_new_tokens_closed: int = field(default=DEFAULT_MAX_NEW_TOKENS["closed"],
-                                       metadata={"help": "Longest answer generated for a closed question."})
+    max_new_tokens_closed: int = field(default=DEFAULT_MAX_NEW_TOKENS["yes_no"],
+                                       metadata={"help": "Longest answer generated for a yes/no question."})
+    max_new_tokens_choice: int = field(
+        default=DEFAULT_MAX_NEW_TOKENS["choice"],
+        metadata={"help": "Longest answer generated for a choice or multiple-choice question."})
     max_new_tokens_open: int = field(default=DEFAULT_MAX_NEW_TOKENS["open"],
                                      metadata={"help": "Longest answer generated for an open question."})
     score_closed_options: bool = field(
-        default=True, metadata={"help": "Also score 'yes'/'no' by log-likelihood on closed questions (gives a "
-                                        "closed-question AUROC); costs one extra pass over them."})
+        default=True, metadata={"help": "Also score 'yes'/'no' by log-likelihood on yes/no questions (gives a "
+                                        "yes/no AUROC); costs one extra pass over them."})
 
     def __post_init__(self) -> None:
-        for name in ("batch_size", "max_new_tokens_closed", "max_new_tokens_open"):
+        for name in ("batch_size", "max_new_tokens_closed", "max_new_tokens_choice", "max_new_tokens_open"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ConfigError(f"{name} must be a whole number >= 1, got {value!r}.")
@@ -45,7 +49,7 @@ class VQAOutput:
     """Per-question outputs of a VQA method, in the split's question order."""
 
     responses: list[str]
-    yes_probability: np.ndarray  # P("yes") among yes/no on closed questions; NaN elsewhere or when not scored
+    yes_probability: np.ndarray  # P("yes") among yes/no on yes/no questions; NaN elsewhere or when not scored
     trainable_parameters: int = 0
     # (question row, message) of questions whose answer could not be obtained (an API that kept failing): their
     # answer is empty, so they score as wrong, and the record lists them.
@@ -68,18 +72,30 @@ def question_images(split: VQASplit, rows: np.ndarray | None = None) -> list[np.
 
 
 def question_prompts(split: VQASplit) -> list[str]:
-    return [vqa_prompt(q, t) for q, t in zip(split.questions, split.answer_types)]
+    """Every question's user turn under its form (choice and multiple choice list their options)."""
+    return [vqa_prompt(q, form, options) for q, form, options in zip(split.questions, split.forms, split.options)]
+
+
+def training_answers(split: VQASplit) -> list[str]:
+    """What a fine-tuned model is taught to reply: the answer, or "B. option text" for multiple choice."""
+    return [training_answer(answer, form, options)
+            for answer, form, options in zip(split.answers, split.forms, split.options)]
+
+
+def token_limits(split: VQASplit, config: VQAGenerationConfig) -> list[int]:
+    by_form = {"yes_no": config.max_new_tokens_closed, "choice": config.max_new_tokens_choice,
+               "multiple_choice": config.max_new_tokens_choice, "open": config.max_new_tokens_open}
+    return [by_form[form] for form in split.forms]
 
 
 def answer_questions(model, split: VQASplit, config: VQAGenerationConfig) -> VQAOutput:
-    """Generate an answer to every question and, for closed ones, score yes/no."""
+    """Generate an answer to every question and, for yes/no ones, score yes/no."""
     images, prompts = question_images(split), question_prompts(split)
-    limits = [config.max_new_tokens_closed if t == "closed" else config.max_new_tokens_open
-              for t in split.answer_types]
-    responses = model.generate(images, prompts, max_new_tokens=limits, batch_size=config.batch_size)
+    responses = model.generate(images, prompts, max_new_tokens=token_limits(split, config),
+                               batch_size=config.batch_size)
     failures = list(getattr(model, "failures", []))
     yes = np.full(len(split), np.nan)
-    closed = np.flatnonzero(np.asarray(split.answer_types) == "closed")
+    closed = np.flatnonzero(np.asarray(split.forms) == "yes_no")
     # API models return text only: they have no option log-likelihoods, so their closed AUROC stays undefined.
     if config.score_closed_options and closed.size and getattr(model, "supports_option_scores", True):
         scores = model.score_options([images[i] for i in closed], [prompts[i] for i in closed],

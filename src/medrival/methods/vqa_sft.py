@@ -1,6 +1,7 @@
 """Supervised fine-tuning of a generative model on VQA questions: the loop, validation loss and checkpoint choice.
 
-The loss covers answer tokens only (``GenerativeModel.training_batch`` labels everything else -100). After every
+Questions are asked with their form's prompt and taught their form's answer (``vqa_answers.training_answers``:
+"B. option text" for multiple choice). The loss covers answer tokens only (``GenerativeModel.training_batch`` labels everything else -100). After every
 epoch the mean validation loss per answer token is measured, and the trainable weights of the epoch with the
 lowest one are restored at the end (epoch 0, the untrained start, included): the checkpoint is chosen on
 validation data, never on test.
@@ -15,7 +16,7 @@ import numpy as np
 
 from medrival.core.types import VQASplit
 from medrival.methods.training import _warmup_cosine, autocast
-from medrival.methods.vqa_answers import question_images, question_prompts
+from medrival.methods.vqa_answers import question_images, question_prompts, training_answers
 
 
 @dataclass
@@ -46,21 +47,21 @@ def validation_rows(split: VQASplit, limit: int | None, seed: int) -> np.ndarray
     return np.sort(np.random.default_rng([seed, 7]).choice(rows, size=limit, replace=False))
 
 
-def _batch(model, split: VQASplit, rows: np.ndarray, prompts: list[str]) -> dict:
+def _batch(model, split: VQASplit, rows: np.ndarray, prompts: list[str], answers: list[str]) -> dict:
     return model.training_batch(question_images(split, rows), [prompts[i] for i in rows],
-                                [split.answers[i] for i in rows])
+                                [answers[i] for i in rows])
 
 
 def validation_loss(model, split: VQASplit, rows: np.ndarray, settings: SFTSettings) -> float:
     """Mean cross-entropy per answer token over ``rows`` (batches weighted by their answer-token counts)."""
     import torch
 
-    prompts = question_prompts(split)
+    prompts, answers = question_prompts(split), training_answers(split)
     total, tokens = 0.0, 0
     model.model.eval()
     with torch.inference_mode(), autocast(model.device, settings.precision):
         for start in range(0, len(rows), settings.eval_batch_size):
-            batch = _batch(model, split, rows[start:start + settings.eval_batch_size], prompts)
+            batch = _batch(model, split, rows[start:start + settings.eval_batch_size], prompts, answers)
             count = int((batch["labels"][:, 1:] != -100).sum())  # the model predicts each label from the one before
             total += float(model.loss(batch)) * count
             tokens += count
@@ -82,6 +83,7 @@ def train_sft(model, train: VQASplit, val: VQASplit, settings: SFTSettings, seed
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         optimizer, _warmup_cosine(max(1, settings.epochs * per_epoch), settings.warmup_fraction))
     val_rows, prompts = validation_rows(val, settings.max_val_questions, seed), question_prompts(train)
+    answers = training_answers(train)
     result = SFTResult(validation_losses=[validation_loss(model, val, val_rows, settings)])
     best, generator = _snapshot(trainable), torch.Generator().manual_seed(seed)
     for epoch in range(1, settings.epochs + 1):
@@ -89,7 +91,7 @@ def train_sft(model, train: VQASplit, val: VQASplit, settings: SFTSettings, seed
         for rows in torch.randperm(len(train), generator=generator).split(settings.batch_size):
             optimizer.zero_grad(set_to_none=True)
             with autocast(model.device, settings.precision):
-                loss = model.loss(_batch(model, train, rows.numpy(), prompts))
+                loss = model.loss(_batch(model, train, rows.numpy(), prompts, answers))
             loss.backward()
             optimizer.step()
             scheduler.step()

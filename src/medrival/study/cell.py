@@ -38,7 +38,9 @@ def describe_cell(cell: CellSpec) -> dict:
             "pair": card.generalist_counterpart, "synthetic": bool(card.synthetic or info.synthetic),
             "budget": cell.budget, "shots": cell.shots, "fraction": cell.fraction, "draw": cell.draw,
             "subsample_val": cell.subsample_val, "weights": cell.weights,
-            **({"llm_judge": dict(cell.judge)} if cell.judge is not None else {})}
+            **({"llm_judge": dict(cell.judge)} if cell.judge is not None else {}),
+            **({"vqa_rules": dict(cell.vqa_rules)} if cell.vqa_rules is not None else {}),
+            **({"answer_extractor": dict(cell.extractor)} if cell.extractor is not None else {})}
 
 
 def failure_record(cell: CellSpec, error: BaseException, started_at: str, wall_s: float) -> CellRecord:
@@ -211,7 +213,8 @@ def _run_classification(cell: CellSpec, context: CellContext) -> tuple[dict, dic
 
 def _run_vqa(cell: CellSpec, context: CellContext) -> tuple[dict, dict, pd.DataFrame]:
     """(metrics, cost facts, per-question frame) of a VQA cell."""
-    from medrival.study.vqa_cell import fit_and_answer, judge_open_answers, score_vqa, vqa_metrics
+    from medrival.study.vqa_cell import (
+        extract_undecided_answers, fit_and_answer, judge_open_answers, score_vqa, vqa_metrics)
 
     spec = METHODS.get(cell.method)
     method = spec.build(spec.make_config(cell.config_dict()))
@@ -224,6 +227,9 @@ def _run_vqa(cell: CellSpec, context: CellContext) -> tuple[dict, dict, pd.DataF
             method.close()
     frame = score_vqa(test, output)
     facts = {**facts, "trainable_params": output.trainable_parameters, **output.extras}
+    if cell.extractor is not None:  # the answers the rules left undecided, decided by the study's extractor
+        frame, extracted = extract_undecided_answers(test, output, frame, dict(cell.extractor))
+        facts.update(extracted)
     metrics = vqa_metrics(frame)
     if cell.judge is not None:
         frame, judged, facts["judge_prompt_version"] = judge_open_answers(frame, dict(cell.judge))

@@ -21,6 +21,7 @@ from medrival.methods import METHODS
 from medrival.models.catalog import get_card, model_registry
 from medrival.store import ResultStore
 from medrival.study.cell import CellContext, execute_cell
+from medrival.metrics.vqa import VQA_VERSIONS
 from medrival.study.spec import StudySpec, cell_id, check_names, check_weights, expand_cells, freeze
 
 
@@ -100,8 +101,12 @@ def _drop_unsupported(spec: StudySpec, cells: list[CellSpec], unsupported: dict,
             continue
         if cell.dataset in vqa and cell.budget != "full":
             cell = replace(cell, shots=None, fraction=None, draw=0, subsample_val=False)
+        if cell.dataset in vqa:
+            cell = replace(cell, vqa_rules=freeze(VQA_VERSIONS))
         if cell.dataset in vqa and spec.llm_judge is not None:
             cell = replace(cell, judge=freeze(spec.llm_judge.model_dump()))
+        if cell.dataset in vqa and spec.answer_extractor is not None:  # its prompt version is part of the id
+            cell = replace(cell, extractor=freeze(spec.answer_extractor.cell_settings()))
         keep.append(cell)
     return list(dict.fromkeys(keep))  # the budgets of a VQA dataset collapse into its one full-budget cell
 

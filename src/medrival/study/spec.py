@@ -133,16 +133,14 @@ class CustomDatasetSpec(BaseModel):
                                     "label_columns, modality (required), split_column, patient_column.")
 
 
-class LlmJudgeSpec(BaseModel):
-    """An LLM judge for the open answers of VQA cells (optional, off by default): an OpenAI-compatible chat
-    endpoint grades each answer against its reference ``repeats`` times; the mean and spread are stored."""
+class ChatEndpointSpec(BaseModel):
+    """An OpenAI-compatible chat endpoint a study sends text to (the LLM judge, the answer extractor): its base
+    URL, model and the environment variable holding the key, checked as an ``openai-api`` card's are."""
 
     model_config = ConfigDict(extra="forbid")
     base_url: str = Field(description="The endpoint's base URL, e.g. https://api.openai.com/v1 or a local server.")
-    model: Name = Field(description="The judge model's name at that endpoint.")
+    model: Name = Field(description="The model's name at that endpoint.")
     api_key_env: str = Field("OPENAI_API_KEY", description="Environment variable holding the key (never stored).")
-    repeats: int = Field(3, ge=1, le=20, description="Judgments per answer; their spread is reported.")
-    temperature: float = Field(0.7, ge=0, le=2, description="Sampling temperature of each judgment.")
 
     @field_validator("base_url", "api_key_env")
     @classmethod
@@ -155,6 +153,30 @@ class LlmJudgeSpec(BaseModel):
             return check(value)
         except ConfigError as error:  # pydantic collects ValueErrors only
             raise ValueError(str(error)) from None
+
+
+class LlmJudgeSpec(ChatEndpointSpec):
+    """An LLM judge for the open answers of VQA cells (optional, off by default): an OpenAI-compatible chat
+    endpoint grades each answer against its reference ``repeats`` times; the mean and spread are stored."""
+
+    model: Name = Field(description="The judge model's name at that endpoint.")
+    repeats: int = Field(3, ge=1, le=20, description="Judgments per answer; their spread is reported.")
+    temperature: float = Field(0.7, ge=0, le=2, description="Sampling temperature of each judgment.")
+
+
+class AnswerExtractorSpec(ChatEndpointSpec):
+    """An answer extractor for the closed answers of VQA cells that the extraction rules leave undecided
+    (optional, off by default): an OpenAI-compatible chat endpoint says which option such an answer commits to,
+    or "undecided" (``medrival.metrics.answer_extractor``). The rules' decisions are never overridden."""
+
+    model: Name = Field(description="The extractor model's name at that endpoint.")
+
+    def cell_settings(self) -> dict[str, Any]:
+        """What a VQA cell records of the extractor (part of its id): these settings and the prompt version, so
+        a new prompt makes new cells. The key itself is never among them, only the variable's name."""
+        from medrival.metrics.answer_extractor import EXTRACTOR_PROMPT_VERSION
+
+        return {**self.model_dump(), "prompt_version": EXTRACTOR_PROMPT_VERSION}
 
 
 class StudySpec(BaseModel):
@@ -200,6 +222,10 @@ class StudySpec(BaseModel):
     llm_judge: LlmJudgeSpec | None = Field(
         None, description="Optional LLM judge of open VQA answers (base_url, model, api_key_env, repeats, "
                           "temperature); off when absent.")
+    answer_extractor: AnswerExtractorSpec | None = Field(
+        None, description="Optional answer extractor (base_url, model, api_key_env): an LLM asked which option a "
+                          "closed VQA answer commits to, for the answers the extraction rules leave undecided "
+                          "only; off when absent.")
     save_checkpoints: bool = Field(
         False, description="Save each trained cell's learned state (heads, adapters) under STORE/checkpoints/.")
 
@@ -393,6 +419,10 @@ def cell_id(cell: CellSpec) -> str:
         payload["weights"] = cell.weights
     if cell.judge is not None:  # a judged cell is another result than the same cell unjudged
         payload["judge"] = _jsonable(freeze(dict(cell.judge)))
+    if cell.vqa_rules is not None:  # new prompt, form or scoring rules make new numbers: a new cell
+        payload["vqa_rules"] = _jsonable(freeze(dict(cell.vqa_rules)))
+    if cell.extractor is not None:
+        payload["extractor"] = _jsonable(freeze(dict(cell.extractor)))
     # Refusing NaN keeps the JSON standard; sort_keys/separators make the text (hence the hash) canonical.
     text = json.dumps(payload, sort_keys=True, separators=(",", ":"), ensure_ascii=True, allow_nan=False)
     return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
