@@ -41,6 +41,21 @@ def test_metric_columns_preferred_order_then_alphabetical(frame):
     assert metric_columns(frame) == ["auroc", "accuracy", "balanced_accuracy", "macro_f1", "aaa", "brier", "zzz"]
 
 
+def test_vqa_metrics_follow_the_headline_ones_and_counts_are_not_metrics():
+    from medrival.metrics.vqa import VQA_METRICS
+    from medrival.report.tables import TERMINAL_METRICS, VQA_METRIC_ORDER
+
+    # Every per-question VQA metric has its place, in the order of medrival.metrics.vqa.
+    assert [m for m in VQA_METRIC_ORDER if m in VQA_METRICS] == list(VQA_METRICS)
+    names = ["zzz", "open_bleu1", "undecided_rate", "open_token_f1", "yes_no_auroc", "closed_accuracy", "auroc",
+             "n_yes_no", "n_closed_scored_open", "n_multiple_choice", "n_choice", "n_open", "n_closed"]
+    frame = pd.DataFrame({name: [0.5] for name in names})
+    assert metric_columns(frame) == ["auroc", "closed_accuracy", "open_token_f1", "yes_no_auroc", "undecided_rate",
+                                     "open_bleu1", "zzz"]
+    assert {"closed_accuracy", "open_token_f1"} <= TERMINAL_METRICS
+    assert not {"token_f1", "closed_auroc", "exact_match"} & TERMINAL_METRICS
+
+
 def test_markdown_content(frame):
     text = to_markdown(frame, title="Toy study")
     lines = text.splitlines()

@@ -189,10 +189,12 @@ def _evil_store(root) -> ResultStore:
     store.save(CellRecord(cell_id="evil-failed", status="failed", error=EVIL,
                           spec={**base, "model": f"gen{EVIL}", "method": f"m{EVIL}"}))
     answers = pd.DataFrame({"sample_id": ["q0", "q1"], "cluster_id": ["i0", "i0"], "answer_type": ["open", "closed"],
+                            "form": ["open", f"choice{EVIL}"], "scored_as": ["open", "choice"],
                             "question": [f"where{EVIL}?", "is it?"], "answer": [f"left{EVIL}", "yes"],
-                            "response": [f"right{EVIL}", "no"], "exact_match": [0.0, 0.0],
+                            "response": [f"right{EVIL}", "no"], "extracted": [None, f"no{EVIL}"],
+                            "open_exact_match": [0.0, np.nan], "open_token_f1": [0.0, np.nan],
                             "closed_accuracy": [np.nan, 0.0]})
-    store.save(CellRecord(cell_id="evil-vqa", status="done", metrics={"exact_match": 0.0},
+    store.save(CellRecord(cell_id="evil-vqa", status="done", metrics={"open_exact_match": 0.0, "open_token_f1": 0.0},
                           spec={**base, "task": "vqa", "dataset": f"vqa{EVIL}", "model": f"gen{EVIL}",
                                 "method": "zero_shot"}), answers)
     return store
@@ -210,7 +212,8 @@ def test_names_from_the_store_are_escaped_in_html_and_svg(tmp_path):
         assert "&lt;script&gt;alert(1)&lt;/script&gt;" in svg and "<script" not in svg
     vqa = html[html.index('id="vqa"'):html.index('id="failed"')]
     # The class names, the subgroup attribute and value, and the VQA question, reference and answer, all escaped.
-    for text in ("where&lt;script&gt;", "left&lt;script&gt;", "right&lt;script&gt;"):
+    for text in ("where&lt;script&gt;", "left&lt;script&gt;", "right&lt;script&gt;", "choice&lt;script&gt;",
+                 "no&lt;script&gt;"):
         assert text in vqa
     left_out = html[html.index('id="skipped-images"'):]
     assert "evil0" in left_out and "test: 2 missing, 1 unreadable&lt;script&gt;" in left_out

@@ -404,3 +404,46 @@ def test_results_frame_empty_and_synthetic(tmp_path):
     assert list(frame["cell_id"]) == ["b", record.cell_id]  # equal sort keys: stable, by cell id
     assert list(frame["synthetic"]) == [False, True]
     assert frame["seed"].tolist() == [0, 0] and "metric_seed" in frame.columns
+
+
+# -- outdated VQA cells -------------------------------------------------------------------------------------------
+
+def _vqa_record(cell_id: str, *, metrics: dict, cost: dict | None = None, rules: dict | None = None,
+                status: str = "done") -> CellRecord:
+    record = make_record(cell_id, status, metrics=metrics, cost=cost or {})
+    record.spec = {**record.spec, "task": "vqa", **({"vqa_rules": rules} if rules is not None else {})}
+    return record
+
+
+def test_outdated_vqa_cells_are_recognised_and_left_out_of_the_frame(tmp_path):
+    from medrival.store import is_outdated_vqa, outdated_vqa_note
+    from medrival.store.results import current_vqa_rules
+
+    rules = current_vqa_rules()
+    assert set(rules) == {"prompt", "form", "normalisation", "extraction"}
+    new = {"closed_accuracy": 0.5, "open_token_f1": 0.25, "n_open": 4.0}
+    old = {"closed_accuracy": 0.5, "token_f1": 0.4, "closed_auroc": 0.7, "n_open": 4.0}
+    records = {
+        "current": _vqa_record("current", metrics=new, rules=rules,
+                               cost={"normalisation_version": rules["normalisation"]}),
+        "hand-built": _vqa_record("hand-built", metrics=new),  # no versions recorded: judged by its metric names
+        "normalisation-1": _vqa_record("normalisation-1", metrics=new, cost={"normalisation_version": "1"}),
+        "old-names": _vqa_record("old-names", metrics=old),
+        "other-rules": _vqa_record("other-rules", metrics=new, rules={**rules, "extraction": "0"}),
+        "failed-old": _vqa_record("failed-old", metrics={}, cost={"normalisation_version": "1"}, status="failed"),
+        "classification": make_record("classification", metrics={"token_f1": 0.3}),
+    }
+    outdated = {name for name, record in records.items() if is_outdated_vqa(record)}
+    assert outdated == {"normalisation-1", "old-names", "other-rules"}
+    assert outdated_vqa_note([records["current"]]) is None
+    one = outdated_vqa_note([records["old-names"]])
+    assert one.startswith("1 VQA cell in this store was scored by earlier VQA rules")
+    assert "`medrival run STUDY.yaml --out DIR`" in one
+
+    store = ResultStore(tmp_path)
+    for record in records.values():
+        store.save(record)
+    frame = store.results_frame()
+    assert set(frame["cell_id"]) == set(records) - outdated
+    assert "closed_auroc" not in frame.columns  # only the outdated cell had it
+    assert set(store.results_frame(include_outdated=True)["cell_id"]) == set(records)

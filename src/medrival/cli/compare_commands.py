@@ -20,20 +20,32 @@ def compare(results_dir: Path = typer.Argument(..., help="A study's results fold
                                                                  "brier."),
             resamples: int = typer.Option(2000, "--resamples", help="Bootstrap resamples."),
             level: float = typer.Option(0.95, "--level", help="Confidence level of the intervals."),
-            seed: int = typer.Option(0, "--seed", help="Seed of the resampling (results repeat exactly).")) -> None:
+            seed: int = typer.Option(0, "--seed", help="Seed of the resampling (results repeat exactly)."),
+            vqa_metrics: str = typer.Option("closed_accuracy,open_token_f1", "--vqa-metrics",
+                                            help="VQA datasets: comma-separated per-question metrics, e.g. "
+                                                 "closed_accuracy,open_token_f1,undecided_rate (lower is better),"
+                                                 "open_exact_match.")) -> None:
     """Paired comparison A - B on every dataset both sides scored: estimates, difference with its CI (paired
     cluster bootstrap), p-values (bootstrap, Holm across datasets, DeLong for binary AUROC) and the verdict. A VQA
-    dataset is compared on closed-question accuracy and open-question token F1 (per-question means).
+    dataset gives one row per VQA metric: closed_accuracy (over the questions scored as closed) and open_token_f1
+    (over those scored as open), means of per-question scores, as in the report and load_results.
 
     Example: medrival compare results/ --a clip-vit-b16:lora --b biomedclip:zero_shot
     Example: medrival compare results/ --a llava-1.5-7b:vqa_lora --b llava-med-v1.5-7b:vqa_zero_shot
     """
+    import warnings
+
     from medrival.stats.compare import compare as run_compare
-    from medrival.store import ResultStore
-    from medrival.store import require_store
+    from medrival.store import OutdatedResultsWarning, ResultStore, outdated_vqa_note, require_store
 
     store = ResultStore(require_store(results_dir))
-    frame = run_compare(store, a, b, metric=metric, n_resamples=resamples, level=level, seed=seed)
+    note = outdated_vqa_note(store.records())
+    if note:
+        Console(stderr=True).print(f"[yellow]note:[/yellow] {escape(note)}")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", OutdatedResultsWarning)  # printed above, once
+        frame = run_compare(store, a, b, metric=metric, n_resamples=resamples, level=level, seed=seed,
+                            vqa_metrics=vqa_metrics)
     table = Table(title=f"{escape(a)}  vs  {escape(b)}  ({escape(metric)}, {level:.0%} CI)")
     for column in ("dataset", "metric", "A", "B", "A - B", "CI", "p", "p (Holm)", "DeLong p", "verdict", "n (clusters)"):
         table.add_column(column)

@@ -5,6 +5,8 @@ to anywhere. Every string from the store (model, dataset and class names, errors
 autoescaping; the only markup inserted unescaped is SVG, and only after ``_checked_svg`` confirmed it is the
 plain matplotlib output of ``medrival.report.plots`` (whose text nodes matplotlib escapes itself).
 The RQ tables are also written next to the HTML as Markdown, LaTeX and CSV (``rq1.md``, ``rq1.tex``, ...).
+VQA cells scored by earlier VQA rules are left out of every section, and the page says so at the top
+(``medrival.store.outdated_vqa_note``: how many, and the command that re-runs them).
 """
 from __future__ import annotations
 
@@ -19,6 +21,7 @@ from medrival.core.errors import MedrivalError
 from medrival.report import plots
 from medrival.report.exports import RQ_HEADERS, rq_csv, rq_latex, rq_markdown, rq_rows
 from medrival.report.sections import (
+    VQA_EXAMPLE_HEADERS,
     gap_rows,
     number,
     operating_point_rows,
@@ -48,6 +51,7 @@ svg { max-width: 100%; height: auto; }
 </style></head><body>
 <h1>medrival report: {{ title }}</h1>
 {% if synthetic %}<p class="note">{{ synthetic_note }}</p>{% endif %}
+{% if outdated_note %}<p class="note" id="outdated">{{ outdated_note }}</p>{% endif %}
 <h2 id="study">Study</h2>
 <table>{% for key, values in spec %}<tr><th>{{ key }}</th><td>{{ values | join(", ") }}</td></tr>{% endfor %}</table>
 <h2 id="provenance">Provenance</h2>
@@ -61,9 +65,13 @@ svg { max-width: 100%; height: auto; }
 {% else %}<p>No comparison in this store answers {{ rq.key }}.</p>{% endif %}
 {% endfor %}
 <h2 id="datasets">Per-dataset results ({{ metric }})</h2>
-{% if has_vqa %}<p>VQA datasets are not scored with {{ metric }}: they show closed-question accuracy (over the
-closed questions) and open-question token F1 (over the open ones), each a mean of per-question scores, named in
-brackets after the dataset; the RQ tables compare them the same way, with clusters = images.</p>{% endif %}
+{% if has_vqa %}<p>VQA datasets are not scored with {{ metric }}: they show {{ vqa_metrics | join(", ") }}, each
+the mean of a per-question score over the questions it applies to (closed_accuracy and undecided_rate: questions
+scored as closed -- yes/no, choice, multiple choice -- by the answer extracted from the response; the open_ metrics
+such as open_token_f1: questions scored as open, including closed ones whose reference is not among their
+options), named in brackets after the dataset; the
+RQ tables, <code>medrival compare</code> and <code>load_results</code> use the same names and means, with
+clusters = images.</p>{% endif %}
 {% if bars %}<div class="plot">{{ bars | safe }}</div>{% else %}<p>No finished cells.</p>{% endif %}
 {% if arms %}<h3 id="arms">Every model+method: {{ metric }} with its 95% CI, and calibration</h3>
 <p>CIs: cluster bootstrap (seeds and few-shot draws resampled first when there are several). ECE: 15 equal-width
@@ -100,7 +108,7 @@ predictions and is then applied to test unchanged; sensitivity and specificity c
 {% if cost %}<div class="plot">{{ cost | safe }}</div>{% else %}<p>No cost records.</p>{% endif %}
 {% if vqa %}<h2 id="vqa">VQA answers</h2>
 {% for cell in vqa %}<h3>{{ cell.dataset }}: {{ cell.arm }} ({{ cell.counts }})</h3>
-{% if cell.rows %}<table><tr><th>question</th><th>type</th><th>reference</th><th>model's answer</th></tr>
+{% if cell.rows %}<table><tr>{% for h in vqa_headers %}<th>{{ h }}</th>{% endfor %}</tr>
 {% for row in cell.rows %}<tr>{% for value in row %}<td>{{ value }}</td>{% endfor %}</tr>{% endfor %}</table>
 {% else %}<p>Every answer was right.</p>{% endif %}{% endfor %}{% endif %}
 <h2 id="failed">Failed cells</h2>
@@ -210,6 +218,7 @@ class _Analysis:
     """Everything the report computes from the store before rendering."""
 
     metric: str
+    vqa_metrics: tuple[str, ...]
     tables: dict[str, pd.DataFrame]
     arms: pd.DataFrame
     subgroups: pd.DataFrame
@@ -218,25 +227,33 @@ class _Analysis:
     subgroup_resamples: int
 
 
-def _analyse(store, metric: str, n_resamples: int, seed: int) -> _Analysis:
+def _analyse(store, metric: str, n_resamples: int, seed: int, vqa_metrics=None) -> _Analysis:
     from medrival.stats.questions import arm_summaries, research_questions
     from medrival.stats.study_operating_points import study_operating_points
     from medrival.stats.study_subgroups import study_subgroups
+    from medrival.stats.vqa_arms import check_vqa_metrics
 
-    tables = research_questions(store, metric=metric, n_resamples=n_resamples, seed=seed)
-    arms = arm_summaries(store, metric=metric, n_resamples=n_resamples, seed=seed)
+    vqa_metrics = check_vqa_metrics(vqa_metrics)
+    options = dict(metric=metric, n_resamples=n_resamples, seed=seed, vqa_metrics=vqa_metrics)
+    tables = research_questions(store, **options)
+    arms = arm_summaries(store, **options)
     resamples = min(n_resamples, SUBGROUP_RESAMPLES)
     groups, gaps = study_subgroups(store, metric=metric, n_resamples=resamples, seed=seed, min_size=MIN_GROUP)
     points = study_operating_points(store, rule="youden", n_resamples=resamples, seed=seed)
-    return _Analysis(metric, tables, arms, groups, gaps, points, resamples)
+    return _Analysis(metric, vqa_metrics, tables, arms, groups, gaps, points, resamples)
 
 
 def _context(store, analysis: _Analysis) -> dict:
-    records = store.records()
-    frame = store.results_frame()
+    from medrival.store.results import is_outdated_vqa, outdated_vqa_note
+
+    everything = store.records()
+    records = [record for record in everything if not is_outdated_vqa(record)]
+    frame = store.results_frame()  # without the outdated VQA cells, like ``records``
     metric, arms = analysis.metric, analysis.arms
     sections, skipped = _rq_sections(analysis.tables)
     return {"title": store.root.name, "synthetic": is_synthetic(frame), "synthetic_note": SYNTHETIC_NOTE,
+            "outdated_note": outdated_vqa_note(everything) or "", "vqa_metrics": list(analysis.vqa_metrics),
+            "vqa_headers": VQA_EXAMPLE_HEADERS,
             "spec": _spec_rows(records), "provenance": _provenance_rows(records), "rqs": sections,
             "headers": RQ_HEADERS, "metric": metric, "has_vqa": _has_vqa(arms),
             "bars": _checked_svg(plots.dataset_bars(frame, metric, arms)), "arms": _arm_rows(arms),
@@ -248,23 +265,26 @@ def _context(store, analysis: _Analysis) -> dict:
             "failed": _failed_rows(records), "skipped": skipped, "skipped_images": skipped_image_rows(records)}
 
 
-def render_report(store, *, n_resamples: int = 2000, seed: int = 0, metric: str = "auroc"
+def render_report(store, *, n_resamples: int = 2000, seed: int = 0, metric: str = "auroc", vqa_metrics=None
                   ) -> tuple[str, dict[str, pd.DataFrame]]:
-    """(the HTML text, the RQ tables it shows) for a ``ResultStore``."""
+    """(the HTML text, the RQ tables it shows) for a ``ResultStore``; ``vqa_metrics``: the per-question metrics
+    of VQA datasets (default closed_accuracy, open_token_f1)."""
     from medrival.stats.questions import CachedPredictions
 
     store = CachedPredictions(store)
-    analysis = _analyse(store, metric, n_resamples, seed)
+    analysis = _analyse(store, metric, n_resamples, seed, vqa_metrics)
     env = Environment(autoescape=True, undefined=StrictUndefined)
     return env.from_string(_TEMPLATE).render(**_context(store, analysis)), analysis.tables
 
 
 def write_report(store_dir: str | Path, out_path: str | Path | None = None, *, n_resamples: int = 2000,
-                 seed: int = 0, metric: str = "auroc") -> Path:
+                 seed: int = 0, metric: str = "auroc", vqa_metrics=None) -> Path:
     """Write the report of the store in ``store_dir`` (default ``<store_dir>/report/report.html``) and the RQ
     tables as Markdown/LaTeX/CSV next to it; returns the HTML path. ``metric`` is the one every comparison,
     CI and plot uses on classification datasets (auroc, accuracy, balanced_accuracy, macro_f1 or brier, where lower
-    wins); VQA datasets always use closed-question accuracy and open-question token F1."""
+    wins); VQA datasets use ``vqa_metrics`` (default closed_accuracy and open_token_f1, each over the questions
+    it applies to)."""
+    from medrival.stats.vqa_arms import check_vqa_metrics
     from medrival.stats.weighted import check_metric_name
     from medrival.store import ResultStore, require_store
 
@@ -272,10 +292,12 @@ def write_report(store_dir: str | Path, out_path: str | Path | None = None, *, n
         raise MedrivalError(f"--resamples must be a positive number of bootstrap resamples, got {n_resamples}; "
                             "use e.g. 2000.")
     check_metric_name(metric)
+    vqa_metrics = check_vqa_metrics(vqa_metrics)
     store = ResultStore(require_store(store_dir))
     out = Path(out_path) if out_path is not None else Path(store_dir) / "report" / "report.html"
     out.parent.mkdir(parents=True, exist_ok=True)
-    html, tables = render_report(store, n_resamples=n_resamples, seed=seed, metric=metric)
+    html, tables = render_report(store, n_resamples=n_resamples, seed=seed, metric=metric,
+                                 vqa_metrics=vqa_metrics)
     out.write_text(html, encoding="utf-8")
     write_exports(tables, out.parent)
     return out

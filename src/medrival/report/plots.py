@@ -50,7 +50,7 @@ def to_svg(fig) -> str:
 
 def forest_plot(table: pd.DataFrame) -> str:
     """Paired differences A - B with CI whiskers, one row per comparison ("dataset: a vs b"), a line at 0; one
-    panel per metric (an RQ table with VQA rows mixes e.g. AUROC with closed-question accuracy differences)."""
+    panel per metric (an RQ table with VQA rows mixes e.g. AUROC with closed_accuracy differences)."""
     if table is None or table.empty:
         return ""
     records = table.to_dict("records")

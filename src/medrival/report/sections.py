@@ -7,8 +7,10 @@ from medrival.report.tables import one_line
 
 VQA_EXAMPLES = 8  # wrong answers shown per VQA cell: enough to see a failure pattern, short enough to read
 ANSWER_WIDTH = 160
-# Per-item score columns that say whether an answer was right, in order of preference.
-CORRECTNESS_COLUMNS = ("closed_accuracy", "exact_match")
+# Per-item score columns that say whether an answer was right, in order of preference: the extracted answer on
+# questions scored as closed, normalised exact match on those scored as open (NaN outside each population).
+CORRECTNESS_COLUMNS = ("closed_accuracy", "open_exact_match")
+VQA_EXAMPLE_HEADERS = ("question", "form", "scored as", "reference", "extracted", "model's answer")
 
 
 def number(value) -> str:
@@ -68,8 +70,8 @@ def skipped_image_rows(records) -> list[list[str]]:
 
 
 def _wrong_answers(frame: pd.DataFrame) -> pd.DataFrame:
-    """Items scored 0 by the first correctness column present (closed accuracy for closed questions, exact match
-    otherwise); all items when the frame has no score column."""
+    """Items scored 0 by the first correctness column that applies to them (closed_accuracy for questions scored
+    as closed, open_exact_match for those scored as open); all items when the frame has no score column."""
     wrong = pd.Series(False, index=frame.index)
     decided = pd.Series(False, index=frame.index)
     for column in CORRECTNESS_COLUMNS:
@@ -81,21 +83,45 @@ def _wrong_answers(frame: pd.DataFrame) -> pd.DataFrame:
     return frame[wrong] if decided.any() else frame
 
 
+def _text(value) -> str:
+    return "" if value is None or (not isinstance(value, str) and pd.isna(value)) else str(value)
+
+
+def _extracted(row: dict) -> str:
+    """What the answer was read as: the extracted answer of a question scored as closed ("undecided" when no
+    answer could be read); nothing for one scored as open (its whole answer is compared)."""
+    if _text(row.get("scored_as")) in ("", "open"):
+        return _text(row.get("extracted"))
+    return _text(row.get("extracted")) or "undecided"
+
+
+def _counts(frame: pd.DataFrame) -> str:
+    """ "30 yes_no, 10 open; 2 scored as open (reference not among the options)" -- questions per form asked."""
+    if "form" not in frame.columns:
+        return "no forms"
+    counts = frame["form"].astype(str).value_counts().sort_index()
+    text = ", ".join(f"{n} {form}" for form, n in counts.items())
+    if "scored_as" in frame.columns:
+        moved = int(((frame["form"].astype(str) != "open") & (frame["scored_as"].astype(str) == "open")).sum())
+        text += f"; {moved} scored as open (reference not among the options)" if moved else ""
+    return text
+
+
 def vqa_sections(store, records) -> list[dict]:
-    """One entry per finished VQA cell: its name, answer-type counts and a few wrong answers."""
+    """One entry per finished VQA cell: its name, question counts per form and a few wrong answers (question,
+    form, the form it was scored as, reference, extracted answer, raw answer)."""
     sections = []
     for record in records:
         spec = record.spec
         if record.status != "done" or spec.get("task") != "vqa" or not store.has_predictions(record.cell_id):
             continue
         frame = store.predictions(record.cell_id)
-        types = frame["answer_type"].astype(str).value_counts().sort_index() if "answer_type" in frame else {}
         shown = _wrong_answers(frame).head(VQA_EXAMPLES)
-        rows = [[one_line(r.get("question", ""), ANSWER_WIDTH), str(r.get("answer_type", "")),
-                 one_line(r.get("answer", ""), ANSWER_WIDTH), one_line(r.get("response", ""), ANSWER_WIDTH)]
+        rows = [[one_line(_text(r.get("question")), ANSWER_WIDTH), _text(r.get("form")), _text(r.get("scored_as")),
+                 one_line(_text(r.get("answer")), ANSWER_WIDTH), one_line(_extracted(r), ANSWER_WIDTH),
+                 one_line(_text(r.get("response")), ANSWER_WIDTH)]
                 for r in shown.to_dict("records")]
         sections.append({"cell": record.cell_id, "dataset": str(spec.get("dataset", "")),
-                         "arm": f"{spec.get('model', '')}+{spec.get('method', '')}",
-                         "counts": ", ".join(f"{n} {kind}" for kind, n in dict(types).items()) or "no answer types",
+                         "arm": f"{spec.get('model', '')}+{spec.get('method', '')}", "counts": _counts(frame),
                          "rows": rows})
     return sections

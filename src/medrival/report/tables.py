@@ -19,8 +19,14 @@ from rich.text import Text
 from medrival.core.errors import MedrivalError
 
 IDENTITY_COLUMNS = ("model", "role", "dataset", "modality", "domain", "method", "budget", "draw", "seed")
-PREFERRED_METRICS = ("auroc", "accuracy", "balanced_accuracy", "macro_f1", "closed_accuracy", "closed_auroc",
-                     "token_f1")
+# Headline metrics, in this order. VQA (``medrival.metrics.vqa``): closed_accuracy is the mean over the questions
+# scored as closed, open_token_f1 over those scored as open -- the names and meanings of the RQ tables and compare.
+PREFERRED_METRICS = ("auroc", "accuracy", "balanced_accuracy", "macro_f1", "closed_accuracy", "open_token_f1",
+                     "yes_no_auroc")
+# The other VQA metrics follow the headline ones in the order of ``medrival.metrics.vqa.VQA_METRICS``.
+VQA_METRIC_ORDER = ("closed_accuracy", "yes_no_accuracy", "choice_accuracy", "mc_accuracy", "undecided_rate",
+                    "open_exact_match", "open_token_f1", "open_token_recall", "open_bleu1", "open_rouge_l",
+                    "open_recall_at_0_75", "yes_no_auroc", "llm_judge", "llm_judge_sd_mean")
 # The terminal shows these only (a mixed study has a dozen metrics, too wide for a terminal); the Markdown and
 # CSV files have every metric.
 TERMINAL_METRICS = frozenset(PREFERRED_METRICS)
@@ -29,7 +35,8 @@ NON_METRIC_COLUMNS = frozenset({
     "cell_id", "status", "model", "role", "dataset", "modality", "domain", "task", "method", "seed",
     "wall_s", "encode_s", "fit_s", "trainable_params", "error", "traceback", "synthetic", "spec",
     "started_at", "finished_at", "budget", "draw", "shots", "fraction", "peak_rss_mb", "n_train", "n_val",
-    "n_closed", "n_open", "n_test", "failed_questions", "llm_judge_failures",
+    "n_closed", "n_open", "n_test", "n_yes_no", "n_choice", "n_multiple_choice", "n_closed_scored_open",
+    "failed_questions", "llm_judge_failures",
 })
 ERROR_WIDTH = 80
 NO_RESULTS = "no results"
@@ -38,11 +45,13 @@ SYNTHETIC_NOTE = ("Note: the data and models in this study are synthetic (genera
 
 
 def metric_columns(frame: pd.DataFrame) -> list[str]:
-    """Metric columns of ``frame``: the preferred ones in their fixed order, then any others alphabetically."""
+    """Metric columns of ``frame``: the preferred ones in their fixed order, the other VQA metrics in theirs, then
+    any others alphabetically."""
     numeric = [c for c in frame.columns
                if c not in NON_METRIC_COLUMNS and pd.api.types.is_numeric_dtype(frame[c])
                and not pd.api.types.is_bool_dtype(frame[c])]
     first = [m for m in PREFERRED_METRICS if m in numeric]
+    first += [m for m in VQA_METRIC_ORDER if m in numeric and m not in first]
     return first + sorted((c for c in numeric if c not in first), key=str)
 
 

@@ -4,10 +4,15 @@ A side is written ``MODEL``, ``MODEL:METHOD`` or ``MODEL:METHOD@BUDGET`` (e.g. `
 or as a cell id (or a unique prefix of one, at least 6 characters). A bare model name means its off-the-shelf
 cells when it has one such method, else its only method. Datasets are matched by name; on each, the two sides
 are compared on the test items both scored, with the paired cluster bootstrap (and DeLong's test alongside for
-binary AUROC). A VQA dataset gives one row per VQA metric (closed accuracy, open token F1: means of per-question
-scores, clusters = images), whatever ``metric`` says.
+binary AUROC). A VQA dataset gives one row per VQA metric (``closed_accuracy``, ``open_token_f1``, or the
+``vqa_metrics`` given: means of per-question scores over the questions each applies to, clusters = images),
+whatever ``metric`` says -- the same numbers, under the same names, as the RQ tables and ``load_results``. VQA cells
+scored by earlier rules are left out with an ``OutdatedResultsWarning`` (``medrival.store.outdated_vqa_note``).
 """
 from __future__ import annotations
+
+import warnings
+from typing import Sequence
 
 import pandas as pd
 
@@ -22,7 +27,8 @@ from medrival.stats.questions import (
     paired_data,
     verdicts_by_metric,
 )
-from medrival.stats.vqa_arms import VQA_TASK, compare_vqa_arms
+from medrival.stats.vqa_arms import VQA_TASK, check_vqa_metrics, compare_vqa_arms
+from medrival.store.results import OutdatedResultsWarning, outdated_vqa_note
 
 
 def resolve_side(cells, text: str) -> dict[str, list[str]]:
@@ -60,10 +66,14 @@ def _default_method(arms: set, model: str) -> str:
 
 
 def compare(store, side_a: str, side_b: str, *, metric: str = "auroc", n_resamples: int = 2000,
-            level: float = 0.95, seed: int = 0) -> pd.DataFrame:
+            level: float = 0.95, seed: int = 0, vqa_metrics: Sequence[str] | None = None) -> pd.DataFrame:
     """One row per shared dataset (per VQA metric on a VQA dataset): estimates, difference A - B with its CI,
     p-values (Holm across the rows) and the verdict."""
+    vqa_metrics = check_vqa_metrics(vqa_metrics)
     cells = _finished_cells(store, include_vqa=True)
+    if cells.outdated:
+        warnings.warn(outdated_vqa_note([store.get(cell_id) for cell_id in cells.outdated]),
+                      OutdatedResultsWarning, stacklevel=2)
     a, b = resolve_side(cells, side_a), resolve_side(cells, side_b)
     shared = sorted(set(a) & set(b))
     if not shared:
@@ -74,7 +84,7 @@ def compare(store, side_a: str, side_b: str, *, metric: str = "auroc", n_resampl
         task = cells.specs[a[dataset][0]]["task"]
         if task == VQA_TASK:
             pairs = [(result, left_out, float("nan")) for result, left_out in
-                     compare_vqa_arms(store, a[dataset], b[dataset], **options)]
+                     compare_vqa_arms(store, a[dataset], b[dataset], metrics=vqa_metrics, **options)]
         else:
             data = paired_data(store, a[dataset], b[dataset])
             pairs = [(compare_paired(data, metric=metric, task=task, **options), data.left_out,

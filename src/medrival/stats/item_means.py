@@ -1,5 +1,6 @@
-"""Bootstrap CIs and paired comparisons of a *mean of per-item scores* (VQA closed-question accuracy, open-question
-token F1, exact match, ...), with the same resampling as ``medrival.stats.bootstrap``.
+"""Bootstrap CIs and paired comparisons of a *mean of per-item scores* (the VQA metrics ``closed_accuracy``,
+``open_token_f1``, ``open_exact_match``, ... over the questions each applies to), with the same resampling as
+``medrival.stats.bootstrap``.
 
 A VQA metric is the mean over questions of a score each question already carries, so nothing has to be re-scored
 per resample: with ``S[u]`` the sum of the scores of cluster u (an image: several questions share one) and
@@ -55,7 +56,7 @@ def _scores(values, name: str, n_items: int | None = None) -> np.ndarray:
                         f"must score the same items in the same order.")
     if not np.isfinite(array).all():
         raise DataError(f"{name} holds NaN or infinite scores; leave unscored items (e.g. open questions for "
-                        f"closed-question accuracy) out before bootstrapping.")
+                        f"closed_accuracy) out before bootstrapping.")
     return array
 
 

@@ -12,20 +12,22 @@ ID/OOD is always the *specialist's* domain (the generalist's cards list natural 
 pairs the two arms on the same test items (joined on sample id) and uses the paired cluster bootstrap
 (clusters: the stored ``cluster_id`` — patient, lesion or image); an arm with several seeds or few-shot draws is
 resampled hierarchically (draws, then items). Classification datasets are compared on the chosen metric; a VQA
-dataset yields one row per VQA metric (closed-question accuracy, open-question token F1: means of per-item
-scores, ``medrival.stats.vqa_arms``). Every RQ table, VQA rows included, is one family for Holm /
-Benjamini-Hochberg.
+dataset yields one row per VQA metric (``closed_accuracy`` over the questions scored as closed and
+``open_token_f1`` over those scored as open: means of per-item scores, ``medrival.stats.vqa_arms``; a metric
+without questions is left out). Every RQ table, VQA rows included, is one family for Holm / Benjamini-Hochberg.
+VQA cells scored by earlier rules (``medrival.store.is_outdated_vqa``) are left out; the report says so.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Sequence
 
 import numpy as np
 import pandas as pd
 
 from medrival.stats.types import PairedComparison
 from medrival.stats.vqa_arms import VQA_TASK
-from medrival.stats.weighted import LOWER_IS_BETTER
+from medrival.store.results import is_outdated_vqa
 
 ZERO_SHOT = "zero_shot"
 # Methods that use a model as released, without training on the dataset: the "off-the-shelf" arms of RQ1-RQ3.
@@ -70,15 +72,19 @@ class _Cells:
 
     by_arm: dict[tuple[str, Arm], list[str]]
     specs: dict[str, dict]
+    outdated: list[str] = field(default_factory=list)  # VQA cells scored by earlier rules, left out
 
 
 def _finished_cells(store, include_vqa: bool = False) -> _Cells:
     """Finished cells with stored predictions. VQA cells only with ``include_vqa``: their predictions are answers
-    scored per item, not class probabilities, so the classification-only analyses (subgroups, operating points,
-    ``compare``) must not see them."""
+    scored per item, not class probabilities, so the classification-only analyses (subgroups, operating points)
+    must not see them. VQA cells scored by earlier rules are never used (their ids are in ``outdated``)."""
     by_arm: dict[tuple[str, Arm], list[str]] = {}
-    specs = {}
+    specs, outdated = {}, []
     for record in store.records():
+        if include_vqa and is_outdated_vqa(record):
+            outdated.append(record.cell_id)
+            continue
         if record.status != "done" or not store.has_predictions(record.cell_id) \
                 or (record.spec.get("task") == VQA_TASK and not include_vqa):
             continue
@@ -86,7 +92,7 @@ def _finished_cells(store, include_vqa: bool = False) -> _Cells:
         arm = Arm(spec["model"], spec["method"], spec.get("budget") or FULL)
         by_arm.setdefault((spec["dataset"], arm), []).append(record.cell_id)
         specs[record.cell_id] = spec
-    return _Cells(by_arm, specs)
+    return _Cells(by_arm, specs, outdated)
 
 
 def _sorted_arms(cells: _Cells) -> list[tuple[tuple[str, Arm], list[str]]]:
@@ -188,7 +194,7 @@ def compare_arms(store, ids_a: list[str], ids_b: list[str], *, metric: str, task
 
 
 def _plan_results(store, cells: _Cells, plan: dict, *, metric: str, n_resamples: int, level: float,
-                  seed: int) -> list[tuple[PairedComparison, int]]:
+                  seed: int, vqa_metrics: Sequence[str] | None = None) -> list[tuple[PairedComparison, int]]:
     """(comparison, items left out) of one plan: one for a classification dataset, one per VQA metric."""
     from medrival.stats.vqa_arms import compare_vqa_arms
 
@@ -196,7 +202,7 @@ def _plan_results(store, cells: _Cells, plan: dict, *, metric: str, n_resamples:
     ids_b = cells.by_arm[(plan["dataset"], plan["b"])]
     options = dict(n_resamples=n_resamples, level=level, seed=seed)
     if plan["task"] == VQA_TASK:
-        return compare_vqa_arms(store, ids_a, ids_b, **options)
+        return compare_vqa_arms(store, ids_a, ids_b, metrics=vqa_metrics, **options)
     return [compare_arms(store, ids_a, ids_b, metric=metric, task=plan["task"], **options)]
 
 
@@ -211,27 +217,33 @@ def _row(plan: dict, result: PairedComparison, left_out: int, draws: tuple[int, 
 
 def verdicts_by_metric(comparisons: list[PairedComparison], *, level: float, correction: str) -> pd.DataFrame:
     """The verdict table of one family, each row oriented by its own metric (a table can mix Brier rows with
-    VQA accuracy rows); the adjusted p-values do not depend on the orientation, only the win/loss words do."""
-    from medrival.stats.verdicts import verdict_table
+    VQA accuracy rows, or ``undecided_rate`` rows with ``closed_accuracy`` ones); the adjusted p-values do not
+    depend on the orientation, only the win/loss words do."""
+    from medrival.stats.verdicts import higher_is_better, verdict_table
 
     options = dict(level=level, correction=correction)
     higher, lower = (verdict_table(comparisons, higher_is_better=h, **options) for h in (True, False))
-    rows = [low if c.metric in LOWER_IS_BETTER else high for c, high, low in zip(comparisons, higher, lower)]
+    rows = [high if higher_is_better(c.metric) else low for c, high, low in zip(comparisons, higher, lower)]
     return pd.DataFrame(rows).drop(columns=["label"], errors="ignore")
 
 
 def research_questions(store, *, metric: str = "auroc", n_resamples: int = 2000, level: float = 0.95,
-                       seed: int = 0, correction: str = "holm") -> dict[str, pd.DataFrame]:
+                       seed: int = 0, correction: str = "holm",
+                       vqa_metrics: Sequence[str] | None = None) -> dict[str, pd.DataFrame]:
     """RQ name -> table of paired differences with CIs, p-values (raw, Holm, BH) and verdicts.
 
-    ``metric`` is the classification metric; VQA datasets are compared on their own metrics (``VQA_METRICS``)."""
+    ``metric`` is the classification metric; VQA datasets are compared on ``vqa_metrics`` (per-item columns of
+    ``medrival.metrics.vqa``; default ``medrival.stats.vqa_arms.VQA_METRICS``: closed_accuracy, open_token_f1)."""
+    from medrival.stats.vqa_arms import check_vqa_metrics
+
+    vqa_metrics = check_vqa_metrics(vqa_metrics)
     cells = _finished_cells(store, include_vqa=True)
     rows: dict[str, list[dict]] = {}
     comparisons: dict[str, list[PairedComparison]] = {}
     for plan in planned_comparisons(cells):
         draws = (len(cells.by_arm[(plan["dataset"], plan["a"])]), len(cells.by_arm[(plan["dataset"], plan["b"])]))
         for result, left_out in _plan_results(store, cells, plan, metric=metric, n_resamples=n_resamples,
-                                              level=level, seed=seed):
+                                              level=level, seed=seed, vqa_metrics=vqa_metrics):
             rows.setdefault(plan["rq"], []).append(_row(plan, result, left_out, draws))
             comparisons.setdefault(plan["rq"], []).append(result)
     return {rq: pd.concat([pd.DataFrame(rows[rq]), verdicts_by_metric(comparisons[rq], level=level, correction=correction)],
@@ -287,7 +299,8 @@ def _classification_summary(store, ids: list[str], *, metric: str, n_resamples: 
              "n_items": len(y), "n_clusters": interval.n_clusters}]
 
 
-def _vqa_summary(store, ids: list[str], *, n_resamples: int, level: float, seed: int) -> list[dict]:
+def _vqa_summary(store, ids: list[str], *, n_resamples: int, level: float, seed: int,
+                 vqa_metrics: Sequence[str] | None = None) -> list[dict]:
     """One row per VQA metric: the item mean with its cluster bootstrap CI; no probabilities, so no calibration."""
     from medrival.stats.vqa_arms import vqa_arm_intervals
 
@@ -295,14 +308,18 @@ def _vqa_summary(store, ids: list[str], *, n_resamples: int, level: float, seed:
     return [{"metric": name, "estimate": interval.estimate, "low": interval.low, "high": interval.high,
              "ece": nan, "brier": nan, "n_items": n_items, "n_clusters": interval.n_clusters}
             for name, interval, n_items in vqa_arm_intervals(store, ids, n_resamples=n_resamples, level=level,
-                                                             seed=seed)]
+                                                             seed=seed, metrics=vqa_metrics)]
 
 
 def arm_summaries(store, *, metric: str = "auroc", n_resamples: int = 2000, level: float = 0.95,
-                  seed: int = 0) -> pd.DataFrame:
+                  seed: int = 0, vqa_metrics: Sequence[str] | None = None) -> pd.DataFrame:
     """One row per (dataset, model+method, budget) and metric: the metric with its bootstrap CI (cluster-aware;
     draws and seeds resampled hierarchically), and calibration (ECE with 15 equal-width bins, Brier) of the first
-    draw. Classification arms use ``metric``; VQA arms get one row per VQA metric, with NaN calibration."""
+    draw. Classification arms use ``metric``; VQA arms get one row per VQA metric (``vqa_metrics``, default
+    closed_accuracy and open_token_f1) that has questions, with NaN calibration."""
+    from medrival.stats.vqa_arms import check_vqa_metrics
+
+    vqa_metrics = check_vqa_metrics(vqa_metrics)
     cells = _finished_cells(store, include_vqa=True)
     options = dict(n_resamples=n_resamples, level=level, seed=seed)
     rows = []
@@ -310,7 +327,7 @@ def arm_summaries(store, *, metric: str = "auroc", n_resamples: int = 2000, leve
         task = cells.specs[ids[0]].get("task")
         where = {"dataset": dataset, "arm": arm.label, "model": arm.model, "method": arm.method,
                  "budget": arm.budget, "draws": len(ids), "task": task}
-        parts = _vqa_summary(store, ids, **options) if task == VQA_TASK else \
+        parts = _vqa_summary(store, ids, vqa_metrics=vqa_metrics, **options) if task == VQA_TASK else \
             _classification_summary(store, ids, metric=metric, **options)
         rows += [{**where, **part} for part in parts]
     return pd.DataFrame(rows)

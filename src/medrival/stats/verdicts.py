@@ -3,8 +3,9 @@
 Following Jeong et al. (2024), who found that medically adapted models rarely beat their generalist base once
 the uncertainty is accounted for, a model "wins" only when the confidence interval of the difference excludes
 zero: win when the CI lies above the margin, loss when it lies below minus the margin, tie otherwise. Higher
-metric values are taken as better (AUROC, accuracy, F1) unless ``higher_is_better=False`` (Brier, ECE): then the
-verdicts are mirrored, so "win" always means "A is better".
+metric values are taken as better (AUROC, accuracy, F1) unless ``higher_is_better=False`` (Brier, ECE, the VQA
+``undecided_rate``): then the verdicts are mirrored, so "win" always means "A is better". ``higher_is_better(name)``
+says which way a named metric goes.
 
 Two verdicts are reported per comparison in ``verdict_table``:
 
@@ -36,6 +37,15 @@ CORRECTIONS = {"holm": "Holm", "bh": "Benjamini-Hochberg", "none": "no correctio
 
 
 _MIRROR = {"win": "loss", "loss": "win", "tie": "tie"}
+
+
+def higher_is_better(metric: str) -> bool:
+    """False for metrics where lower is better: Brier/ECE-like (``medrival.stats.weighted.LOWER_IS_BETTER``) and
+    the VQA ones of ``medrival.metrics.vqa.LOWER_IS_BETTER`` (``undecided_rate``); True otherwise."""
+    from medrival.metrics.vqa import LOWER_IS_BETTER as VQA_LOWER_IS_BETTER
+    from medrival.stats.weighted import LOWER_IS_BETTER
+
+    return metric not in LOWER_IS_BETTER and metric not in VQA_LOWER_IS_BETTER
 
 
 def _from_p(difference: float, p_value: float, alpha: float) -> str:

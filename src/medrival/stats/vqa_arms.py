@@ -1,16 +1,21 @@
 """VQA arms for the research questions and the per-arm summaries: the per-question scores of finished VQA cells,
 aligned across an arm's draws (and against the other arm of a comparison), per VQA metric.
 
-A VQA cell's predictions carry one row per question with its ``answer_type`` ("closed" | "open"), its image
-(``cluster_id``) and per-item score columns. The study reports two metrics per VQA dataset, each a mean of
-per-item scores over the questions it applies to (``VQA_METRICS``): closed-question accuracy over the closed
-questions and token F1 over the open ones; a metric is skipped when the dataset has no question of its type. The
-intervals and paired comparisons are ``medrival.stats.item_means``' cluster bootstrap over images (hierarchical
-over draws/seeds when an arm has several cells).
+A VQA cell's predictions carry one row per question with its image (``cluster_id``) and one per-item column per
+metric of ``medrival.metrics.vqa`` (``score_answers``), NaN outside the metric's population: ``closed_accuracy`` is
+finite on the questions scored as closed (yes/no, choice, multiple choice), ``open_token_f1`` on those scored as
+open (open questions, and closed ones whose reference is not among their options). So a metric's population is
+the rows where its column is finite -- the same rule as the cell-level metric (``summarise``: the NaN-skipping
+mean), so a table's estimate equals the stored metric -- and a dataset with no open question simply has no
+``open_token_f1`` row. The study reports ``VQA_METRICS`` (closed accuracy and open token F1); any per-item metric
+can be listed instead (``vqa_metrics=``), ``undecided_rate`` included (lower is better: its verdicts are
+mirrored, like Brier's). The intervals and paired comparisons are ``medrival.stats.item_means``' cluster bootstrap
+over images (hierarchical over draws/seeds when an arm has several cells).
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Sequence
 
 import numpy as np
 import pandas as pd
@@ -18,8 +23,29 @@ import pandas as pd
 from medrival.stats.types import Interval, PairedComparison
 
 VQA_TASK = "vqa"
-# (per-item score column, answer type whose questions it is averaged over), in report order.
-VQA_METRICS = (("closed_accuracy", "closed"), ("token_f1", "open"))
+# The per-item score columns reported for every VQA dataset, in report order (the headline metrics).
+VQA_METRICS: tuple[str, ...] = ("closed_accuracy", "open_token_f1")
+
+
+def check_vqa_metrics(names: Sequence[str] | str | None) -> tuple[str, ...]:
+    """``names`` as a tuple of known per-item VQA metrics (``VQA_METRICS`` when None); an unknown name raises
+    ``UnknownNameError`` listing the known ones."""
+    from medrival.core.errors import UnknownNameError
+    from medrival.core.registry import suggest
+    from medrival.metrics.vqa import VQA_METRICS as PER_ITEM
+
+    if names is None:
+        return VQA_METRICS
+    names = tuple(part.strip() for part in names.split(",") if part.strip()) if isinstance(names, str) \
+        else tuple(names)
+    for name in names:
+        if name not in PER_ITEM:
+            close = suggest(str(name), list(PER_ITEM))
+            hint = f" Did you mean {close[0]!r}?" if close else ""
+            raise UnknownNameError(f"Unknown VQA metric {name!r}.{hint} Known VQA metrics: {', '.join(PER_ITEM)}.")
+    if not names:
+        raise UnknownNameError(f"No VQA metric given; known VQA metrics: {', '.join(PER_ITEM)}.")
+    return names
 
 
 @dataclass
@@ -30,13 +56,13 @@ class VqaScores:
     draws_a: list[np.ndarray]
     draws_b: list[np.ndarray]
     clusters: np.ndarray | None
-    left_out: int  # questions of the type (in A's first cell) without a finite score in some draw of A or B
+    left_out: int  # questions of the metric's population (in A's first cell) unscored in some draw of A or B
 
 
-def _answer_types(frame: pd.DataFrame) -> np.ndarray:
-    if "answer_type" not in frame.columns:
-        return np.full(len(frame), "", dtype=object)
-    return frame["answer_type"].astype(str).str.strip().str.lower().to_numpy()
+def _scores(frame: pd.DataFrame, column: str) -> np.ndarray:
+    if column not in frame.columns:
+        return np.full(len(frame), np.nan)
+    return pd.to_numeric(frame[column], errors="coerce").to_numpy(dtype=float)
 
 
 def _aligned(store, cell_ids: list[str], sample_ids: pd.Index, column: str) -> list[np.ndarray]:
@@ -44,24 +70,21 @@ def _aligned(store, cell_ids: list[str], sample_ids: pd.Index, column: str) -> l
     arrays = []
     for cell_id in cell_ids:
         frame = store.predictions(cell_id)
-        if column not in frame.columns:
-            arrays.append(np.full(len(sample_ids), np.nan))
-            continue
-        scores = pd.Series(pd.to_numeric(frame[column], errors="coerce").to_numpy(dtype=float),
-                           index=frame["sample_id"])
+        scores = pd.Series(_scores(frame, column), index=frame["sample_id"])
         arrays.append(scores.reindex(sample_ids).to_numpy(dtype=float))
     return arrays
 
 
-def vqa_scores(store, ids_a: list[str], ids_b: list[str] | None = None) -> list[VqaScores]:
-    """Per VQA metric whose question type the dataset has: the aligned scores of arm A (and B, if given)."""
+def vqa_scores(store, ids_a: list[str], ids_b: list[str] | None = None,
+               metrics: Sequence[str] | None = None) -> list[VqaScores]:
+    """Per VQA metric (``VQA_METRICS`` by default) with a population in A's first cell (the rows where its column
+    is finite): the aligned scores of arm A (and B, if given) on the questions every draw scored."""
     first = store.predictions(ids_a[0])
-    types = _answer_types(first)
     out = []
-    for metric, kind in VQA_METRICS:
-        rows = types == kind
+    for metric in check_vqa_metrics(metrics):
+        rows = np.isfinite(_scores(first, metric))
         if not rows.any():
-            continue  # e.g. a closed-only dataset has no token F1 row
+            continue  # e.g. a closed-only dataset has no open_token_f1 row
         sample_ids = pd.Index(first["sample_id"].to_numpy()[rows])
         draws_a = _aligned(store, ids_a, sample_ids, metric)
         draws_b = _aligned(store, ids_b, sample_ids, metric) if ids_b else []
@@ -72,13 +95,13 @@ def vqa_scores(store, ids_a: list[str], ids_b: list[str] | None = None) -> list[
     return out
 
 
-def compare_vqa_arms(store, ids_a: list[str], ids_b: list[str], *, n_resamples: int, level: float,
-                     seed: int) -> list[tuple[PairedComparison, int]]:
+def compare_vqa_arms(store, ids_a: list[str], ids_b: list[str], *, n_resamples: int, level: float, seed: int,
+                     metrics: Sequence[str] | None = None) -> list[tuple[PairedComparison, int]]:
     """Per VQA metric, (the paired comparison A - B, questions left out); hierarchical when an arm has draws."""
     from medrival.stats.item_means import paired_hierarchical_mean_bootstrap, paired_mean_bootstrap
 
     results = []
-    for data in vqa_scores(store, ids_a, ids_b):
+    for data in vqa_scores(store, ids_a, ids_b, metrics):
         options = dict(n_resamples=n_resamples, level=level, seed=seed, metric=data.metric)
         if len(data.draws_a) == 1 and len(data.draws_b) == 1:
             result = paired_mean_bootstrap(data.draws_a[0], data.draws_b[0], data.clusters, **options)
@@ -88,13 +111,13 @@ def compare_vqa_arms(store, ids_a: list[str], ids_b: list[str], *, n_resamples: 
     return results
 
 
-def vqa_arm_intervals(store, ids: list[str], *, n_resamples: int, level: float,
-                      seed: int) -> list[tuple[str, Interval, int]]:
+def vqa_arm_intervals(store, ids: list[str], *, n_resamples: int, level: float, seed: int,
+                      metrics: Sequence[str] | None = None) -> list[tuple[str, Interval, int]]:
     """Per VQA metric, (metric, its estimate with a cluster bootstrap CI, questions used)."""
     from medrival.stats.item_means import hierarchical_mean_ci, mean_ci
 
     out = []
-    for data in vqa_scores(store, ids):
+    for data in vqa_scores(store, ids, metrics=metrics):
         options = dict(n_resamples=n_resamples, level=level, seed=seed)
         interval = mean_ci(data.draws_a[0], data.clusters, **options) if len(data.draws_a) == 1 else \
             hierarchical_mean_ci(data.draws_a, data.clusters, **options)

@@ -12,6 +12,11 @@ node) and must resume by redoing only the cells that have no complete result. Th
 
 Concurrency: a connection per operation, WAL journal and a busy timeout, so readers (a report, ``status``)
 work while a study writes. Two processes writing the *same* cell at once are not supported.
+
+Outdated VQA cells: a VQA cell scored by earlier VQA rules (normalisation version "1", the old metric names such as
+``token_f1`` = token F1 over *all* questions, or ``vqa_rules`` other than this medrival's) is kept in the store but
+left out of every result a reader sees (``results_frame``, ``load_results``, the report, the RQ tables,
+``compare``), with one note (``outdated_vqa_note``) naming how many and the command that re-runs them.
 """
 from __future__ import annotations
 
@@ -24,6 +29,7 @@ import re
 import sqlite3
 import time
 import uuid
+import warnings
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -82,6 +88,63 @@ class CellRecord:
     traceback: str | None = None
     started_at: str = ""
     finished_at: str = ""
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Outdated VQA cells: numbers under names that meant something else when they were written.
+# ---------------------------------------------------------------------------------------------------------------
+
+VQA_TASK = "vqa"
+RERUN_COMMAND = "medrival run STUDY.yaml --out DIR"
+# Metric names of the first VQA scoring (token_f1 was averaged over every question, closed ones included).
+_LEGACY_VQA_METRICS = ("token_f1", "exact_match", "token_recall", "bleu1", "rouge_l", "closed_auroc")
+
+
+class OutdatedResultsWarning(UserWarning):
+    """The store holds VQA cells scored by earlier rules; they were left out (see ``outdated_vqa_note``)."""
+
+
+def current_vqa_rules() -> dict[str, str]:
+    """The VQA rule versions this medrival scores with (prompt, form, normalisation, extraction)."""
+    from medrival.metrics.vqa import VQA_VERSIONS  # imported here: only VQA stores need the scoring rules
+
+    return {str(rule): str(version) for rule, version in VQA_VERSIONS.items()}
+
+
+def is_outdated_vqa(record: CellRecord) -> bool:
+    """True for a finished VQA cell scored by earlier rules: normalisation version "1", the old metric names
+    without ``open_token_f1``, or recorded ``vqa_rules`` that differ from ``current_vqa_rules()``. Such a cell's
+    numbers must not be averaged or compared with current ones (``closed_accuracy`` is a name in both)."""
+    if record.status != "done" or (record.spec or {}).get("task") != VQA_TASK:
+        return False
+    cost, metrics = record.cost or {}, record.metrics or {}
+    if str(cost.get("normalisation_version")) == "1":
+        return True
+    if "open_token_f1" not in metrics and any(name in metrics for name in _LEGACY_VQA_METRICS):
+        return True
+    rules = record.spec.get("vqa_rules")
+    return isinstance(rules, dict) and {str(k): str(v) for k, v in rules.items()} != current_vqa_rules()
+
+
+def outdated_vqa_note(records) -> str | None:
+    """The one note every reader shows when ``records`` hold outdated VQA cells (None when they hold none)."""
+    n = sum(is_outdated_vqa(record) for record in records)
+    if not n:
+        return None
+    cells = "1 VQA cell" if n == 1 else f"{n} VQA cells"
+    verb = "was" if n == 1 else "were"
+    return (f"{cells} in this store {verb} scored by earlier VQA rules (metric names such as token_f1 and "
+            f"closed_accuracy meant something else then) and {'is' if n == 1 else 'are'} left out of these results. "
+            f"Re-run the study to score {'it' if n == 1 else 'them'} again: `{RERUN_COMMAND}` (the cell ids "
+            f"changed, so {'it runs' if n == 1 else 'they run'} again; the old rows stay in the store, ignored).")
+
+
+def warn_outdated_vqa(records, stacklevel: int = 2) -> set[str]:
+    """Warn once (``OutdatedResultsWarning``) when ``records`` hold outdated VQA cells; returns their ids."""
+    note = outdated_vqa_note(records)
+    if note is not None:
+        warnings.warn(note, OutdatedResultsWarning, stacklevel=stacklevel + 1)
+    return {record.cell_id for record in records if is_outdated_vqa(record)}
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -400,9 +463,14 @@ class ResultStore:
                                 "re-run the cell (delete its row or use a fresh results directory).")
         return pd.read_parquet(path)
 
-    def results_frame(self) -> pd.DataFrame:
-        """One row per cell: ids and spec fields, one column per metric, then cost, error (sorted stably)."""
+    def results_frame(self, include_outdated: bool = False) -> pd.DataFrame:
+        """One row per cell: ids and spec fields, one column per metric, then cost, error (sorted stably).
+
+        Outdated VQA cells (``is_outdated_vqa``) and their old metric columns are left out unless
+        ``include_outdated``; ``medrival.load_results`` warns about them, the report shows the same note."""
         records = self.records()
+        if not include_outdated:
+            records = [record for record in records if not is_outdated_vqa(record)]
         metric_names = sorted({m for rec in records for m in rec.metrics})
         fixed = {"cell_id", "status", *_SPEC_COLUMNS, *_COST_COLUMNS, "error", "synthetic"}
         # A metric named like a fixed column would silently overwrite it; prefix it instead.
