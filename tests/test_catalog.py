@@ -85,9 +85,13 @@ def test_vqa_split_lengths_are_consistent(name):
     assert set(split.image_index.tolist()) == set(range(8)), "an image without questions"
     assert set(split.answer_types) <= {"closed", "open"}
     assert len(set(split.ids.tolist())) == n
-    for i in range(n):
-        if split.answer_types[i] == "closed":
-            assert split.answers[i] in ("yes", "no")
+    for answer, form, options in zip(split.answers, split.forms, split.options):
+        if form == "yes_no":
+            assert answer in ("yes", "no")
+        elif form == "choice":
+            assert answer in options
+        elif form == "multiple_choice":
+            assert answer in "ABCD"[:len(options)]
     example = split[n - 1]
     assert example.question == split.questions[-1] and example.answer == split.answers[-1]
     assert example.meta["image_id"] == split.image_ids[split.image_index[-1]]

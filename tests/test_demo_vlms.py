@@ -11,7 +11,8 @@ import pytest
 from medrival.data import world
 from medrival.data.catalog import dataset_info, load_dataset
 from medrival.methods import METHODS
-from medrival.core.prompts import diagnosis_prompt, vqa_prompt
+from medrival.core.prompts import diagnosis_prompt
+from medrival.methods.vqa_answers import question_prompts
 from medrival.models.demo_weights import WEIGHTS_DIR
 from medrival.models.factory import create_model
 from medrival.study.vqa_cell import score_vqa
@@ -46,18 +47,18 @@ def _run(method_name: str, model, train, val, test, **config):
             method.close()
 
 
-def _closed_accuracy(test, output) -> float:
+def _yes_no_accuracy(test, output) -> float:
     frame = score_vqa(test, output)
-    return float(frame.loc[frame["answer_type"] == "closed", "closed_accuracy"].mean())
+    return float(frame["yes_no_accuracy"].mean())  # the questions the demo models were pretrained on
 
 
 def _off_the_shelf(models, cache, kind: str, dataset: str, n: int) -> float:
-    """Closed accuracy of vqa_zero_shot on the first ``n`` test images (cached across tests)."""
+    """Yes/no accuracy of vqa_zero_shot on the first ``n`` test images (cached across tests)."""
     key = (kind, dataset, n)
     if key not in cache:
         test = load_dataset(dataset, "test", n=n)
         output, _ = _run("vqa_zero_shot", models[kind], None, None, test, batch_size=32)
-        cache[key] = _closed_accuracy(test, output)
+        cache[key] = _yes_no_accuracy(test, output)
     return cache[key]
 
 
@@ -78,7 +79,7 @@ def test_vocabulary_covers_every_demo_question_and_answer(models):
     texts = []
     for modality in world.DIAGNOSTIC_MODALITIES:
         split = load_dataset(f"demo-{modality}-vqa", "test", n=60, size=32)
-        texts += [vqa_prompt(q, t) for q, t in zip(split.questions, split.answer_types)] + list(split.answers)
+        texts += question_prompts(split) + list(split.answers)
         info = dataset_info(f"demo-{modality}")
         texts += [diagnosis_prompt(info), *info.class_names]
     unknown = [text for text in set(texts)
@@ -100,10 +101,11 @@ def test_lora_teaches_the_generalist_dermoscopy(models, accuracy_cache):
     train, val, test = (load_dataset("demo-dermoscopy-vqa", split, n=n)
                         for split, n in (("train", 150), ("val", 40), ("test", 60)))
     before = _off_the_shelf(models, accuracy_cache, "generalist", "demo-dermoscopy-vqa", 60)
-    output, method = _run("vqa_lora", models["generalist"], train, val, test, epochs=2, lr=5e-3,
+    output, method = _run("vqa_lora", models["generalist"], train, val, test, epochs=4, lr=5e-3,
                           train_batch_size=16, batch_size=32)
-    after = _closed_accuracy(test, output)
-    # Measured at shipping: 0.33 (answers "yes" to everything) -> 0.87.
+    after = _yes_no_accuracy(test, output)
+    # Measured: 0.33 (answers "yes" to everything) -> 0.87 with 2 epochs before choice questions joined the set;
+    # with them, 0.89 after 4 epochs (as the demo runs).
     assert after >= 0.7 and after >= before + 0.2
     assert method.result.best_epoch >= 1
     assert not any("lora_" in name for name, _ in models["generalist"].model.named_parameters())  # closed again

@@ -98,5 +98,23 @@ def caption(modality: str, attrs: dict, rng: np.random.Generator, style: str, me
 
 
 def questions(modality: str, attrs: dict) -> list[tuple[str, str, str]]:
-    """(question, answer, answer_type) triples for one sample; answer_type is "closed" or "open"."""
+    """(question, answer, answer_type) triples for one sample; answer_type is "closed" or "open". These are the
+    questions the demo models are pretrained on (yes/no and open); ``vqa_questions`` adds choice questions."""
     return generator(modality).vqa(attrs)
+
+
+def vqa_questions(modality: str, attrs: dict) -> list[tuple[str, str, str]]:
+    """Every question of a demo VQA set about one sample: the pretraining questions plus choice questions."""
+    from medrival.data.world.choices import choice_questions
+
+    return questions(modality, attrs) + choice_questions(modality, attrs)
+
+
+def multiple_choice(modality: str, split: str, index: int, attrs: dict, seed: int = 0):
+    """(question, options, gold letter) multiple-choice items about sample ``index`` of a split (x-ray only)."""
+    from medrival.data.world.choices import mc_rng, xray_multiple_choice
+
+    if modality != "xray":
+        raise UnknownNameError(f"the demo world has multiple-choice questions for x-ray only, not {modality!r}.")
+    rng = mc_rng(seed, _MODALITY_CODES[modality], _SPLIT_CODES[split], index)
+    return xray_multiple_choice(attrs, rng)
