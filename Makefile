@@ -36,6 +36,7 @@ bench: install
 	$(PY) benchmarks/loading.py
 	$(PY) benchmarks/stats.py
 	$(PY) benchmarks/generate.py
+	$(PY) benchmarks/vqa_extraction.py
 
 clean:
 	rm -rf $(VENV) medrival-demo .pytest_cache
