@@ -279,16 +279,6 @@ def _mc_reference(reference: Any, options: tuple, where: str) -> str:
                     "gold column for this item.")
 
 
-def check_multiple_choice_golds(references: Sequence[Any], forms: Sequence[str], options: Sequence[Any],
-                                item_ids: Sequence[Any] | None = None, source: str = "") -> None:
-    """Raise the scoring path's ``DataError`` for the first multiple-choice item whose gold is not among its
-    options -- when a split is built, before a model answers anything."""
-    ids = list(item_ids) if item_ids is not None else None
-    for position, (reference, form, choices) in enumerate(zip(references, forms, options)):
-        if form == "multiple_choice":
-            _mc_reference(reference, tuple(choices), _where(position, ids, source))
-
-
 def _closed_reference(reference: Any, form: str, options: tuple | None, where: str) -> tuple[str, str | None]:
     """(scored_as, the reference's key) of a closed item; an unusable yes/no or choice reference is scored open."""
     if form == "multiple_choice":
@@ -324,20 +314,42 @@ def _optional_list(values: Any, n: int, name: str) -> list[Any] | None:
     return items
 
 
+def _resolved_references(refs, forms, option_sets, item_ids, source) -> list[tuple[str, str | None]]:
+    """(scored_as, the reference's key -- or, for a closed item scored as open, the reason) per item."""
+    return [("open", None) if form == "open"
+            else _closed_reference(refs[i], form, option_sets[i], _where(i, item_ids, source))
+            for i, form in enumerate(forms)]
+
+
+def reference_forms(references: Sequence[Any], forms: Sequence[str], options: Any = None, *,
+                    item_ids: Sequence[Any] | None = None, source: str = "") -> pd.DataFrame:
+    """How each item will be scored, from its reference alone: ``form``, ``scored_as`` and ``score_note`` (why a
+    closed item is scored as open) -- what ``score_answers`` decides before it reads any answer. A
+    multiple-choice gold outside its options raises the same ``DataError``, so a split can be checked when it is
+    built, before a model answers anything."""
+    refs = _as_answer_list(references, "references")
+    option_sets = _options_per_item(options, len(refs))
+    resolved = _checked_forms(forms, len(refs), option_sets)
+    pairs = _resolved_references(refs, resolved, option_sets, _optional_list(item_ids, len(refs), "item_ids"),
+                                 source)
+    return pd.DataFrame({"form": resolved, "scored_as": [scored_as for scored_as, _ in pairs],
+                         "score_note": [key if scored_as == "open" and form != "open" else None
+                                        for form, (scored_as, key) in zip(resolved, pairs)]})
+
+
 def _closed_rows(preds, refs, forms, option_sets, questions, fallback, item_ids, source) -> dict[str, list]:
     """Per-item scored_as, note, extracted, decided_by and correctness (NaN for items scored as open)."""
     out: dict[str, list] = {"scored_as": [], "score_note": [], "extracted": [], "decided_by": [], "correct": []}
-    for i, form in enumerate(forms):
-        scored_as, key, note, extracted, decided_by, correct = "open", None, None, None, None, np.nan
-        if form != "open":
-            scored_as, key = _closed_reference(refs[i], form, option_sets[i], _where(i, item_ids, source))
-            if scored_as == "open":
-                note = key
-            else:
-                question = questions[i] if questions is not None else None
-                hint = fallback[i] if fallback is not None else None
-                extracted, decided_by = _decision(preds[i], form, option_sets[i], question, hint)
-                correct = float(extracted is not None and extracted == key)
+    resolved = _resolved_references(refs, forms, option_sets, item_ids, source)
+    for i, (form, (scored_as, key)) in enumerate(zip(forms, resolved)):
+        note, extracted, decided_by, correct = None, None, None, np.nan
+        if scored_as == "open":
+            note = key if form != "open" else None
+        else:
+            question = questions[i] if questions is not None else None
+            hint = fallback[i] if fallback is not None else None
+            extracted, decided_by = _decision(preds[i], form, option_sets[i], question, hint)
+            correct = float(extracted is not None and extracted == key)
         for column, value in zip(out, (scored_as, note, extracted, decided_by, correct)):
             out[column].append(value)
     return out

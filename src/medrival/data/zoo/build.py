@@ -15,7 +15,7 @@ import pandas as pd
 from medrival.core.errors import DataError
 from medrival.core.types import ClassificationSplit, DatasetInfo, TaskKind, VQASplit
 from medrival.core.vqa_forms import LETTERS, item_forms
-from medrival.metrics.vqa import check_multiple_choice_golds
+from medrival.metrics.vqa import reference_forms
 from medrival.data.images import FileImageSource, file_of
 from medrival.data.imageio import probe_image
 from medrival.data.releases.index import ReleaseIndex, grouped_split
@@ -100,7 +100,8 @@ def vqa_split(info: DatasetInfo, index: VQAReleaseIndex, split: str, root: Path,
     source = FileImageSource(root, rows["image"].to_numpy()[first])
     forms, options = frame_forms(rows)
     answers = gold_answers(rows)
-    check_multiple_choice_golds(answers, forms, options, rows["question_id"].astype(str).tolist(), info.name)
+    # How each item will be scored; a multiple-choice gold outside its options fails here, before any answer.
+    reference_forms(answers, forms, options, item_ids=rows["question_id"].astype(str).tolist(), source=info.name)
     return VQASplit(info, split, source, rows["image_id"].astype(str).map(position).to_numpy(dtype=np.int64),
                     rows["question"].tolist(), answers, rows["answer_type"].tolist(),
                     rows["question_id"].astype(str).to_numpy(), image_ids, skipped=skipped, forms=forms,

@@ -1,8 +1,8 @@
 """What ``datasets check`` says of a VQA release's questions: how each is asked (its form) and how it is scored.
 
 Forms come from the questions and the release's fields (``build.frame_forms``); how an item is scored comes from
-``medrival.metrics.vqa.score_answers`` -- the study's own scoring path -- run with the references as answers, so
-the counts here are exactly what a study will score: a choice question whose reference is not among its parsed
+``medrival.metrics.vqa.reference_forms`` -- the first step of the study's own scoring path, which reads the
+references only -- so the counts here are exactly what a study will score: a choice question whose reference is not among its parsed
 options, or a yes/no question whose reference is not yes or no, is scored as open and counted with its reason. A
 multiple-choice item whose gold is not among its options raises the scoring path's DataError, naming the item.
 """
@@ -14,15 +14,13 @@ import pandas as pd
 
 from medrival.core.vqa_forms import FORMS
 from medrival.data.zoo.build import frame_forms, gold_answers, release_options
-from medrival.metrics.vqa import score_answers
+from medrival.metrics.vqa import reference_forms
 
 
 def _split_report(rows: pd.DataFrame, release: str) -> dict:
     forms, options = frame_forms(rows)
-    gold = gold_answers(rows)
-    scored = score_answers(gold, gold, forms, options,
-                           questions=rows["question"].tolist(), item_ids=rows["question_id"].astype(str).tolist(),
-                           source=release)
+    scored = reference_forms(gold_answers(rows), forms, options, item_ids=rows["question_id"].astype(str).tolist(),
+                             source=release)
     declared_closed = (rows["answer_type"] == "closed") & (rows["answer_type_source"] == "release")
     asked_open = pd.Series(forms, index=rows.index) == "open"
     return {"asked": {form: int(count) for form, count in Counter(forms).items()},
