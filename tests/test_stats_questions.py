@@ -101,6 +101,15 @@ def test_compare_two_sides_by_name_and_cell(store):
     assert list(frame["dataset"]) == ["demo-dermoscopy", "demo-xray"]
     binary = frame.set_index("dataset").loc["demo-xray"]
     assert 0 <= binary["delong_p"] <= 1 and np.isnan(frame.set_index("dataset").loc["demo-dermoscopy", "delong_p"])
+    from medrival.stats.delong import delong_test
+    from medrival.stats.questions import paired_data
+
+    ids = {side: [r.cell_id for r in store.records() if r.spec["dataset"] == "demo-xray"
+                  and (r.spec["model"], r.spec["method"]) == side]
+           for side in (("demo-generalist-clip", "linear_probe"), ("demo-specialist-clip", "zero_shot"))}
+    data = paired_data(store, *ids.values())  # compare's DeLong p uses the items' clusters (Obuchowski)
+    expected = delong_test(data.y, data.draws_a[0][:, 1], data.draws_b[0][:, 1], clusters=data.clusters)
+    assert binary["delong_p"] == expected.p_value
     cell = next(r.cell_id for r in store.records() if r.spec["dataset"] == "demo-xray"
                 and r.spec["model"] == "demo-specialist-clip" and r.spec["method"] == "zero_shot")
     by_cell = compare(store, "demo-generalist-clip:linear_probe", cell[:8], n_resamples=300)

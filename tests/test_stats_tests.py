@@ -456,3 +456,79 @@ def test_stats_modules_do_not_import_torch():
     code = ("import medrival.stats.delong, medrival.stats.multiple, medrival.stats.verdicts, "
             "medrival.stats.permutation, sys; assert 'torch' not in sys.modules")
     subprocess.run([sys.executable, "-c", code], check=True, timeout=120)
+
+
+# --------------------------------------------------------------------------------- clustered DeLong (Obuchowski)
+
+
+def _clustered_sample(rng, patients: int = 60, per: int = 8):
+    """Images of patients: per-patient prevalence and per-patient shifts of each model's scores (a null effect)."""
+    clusters = np.repeat(np.arange(patients), per)
+    y = (rng.random(clusters.size) < rng.beta(2, 3, patients)[clusters]).astype(int)
+    shift_a, shift_b = rng.normal(0, 1.5, patients)[clusters], rng.normal(0, 1.5, patients)[clusters]
+    return y, y + shift_a + rng.normal(0, 1, y.size), y + shift_b + rng.normal(0, 1, y.size), clusters
+
+
+def _obuchowski_by_kernel(y, score, clusters) -> float:
+    """Obuchowski (1997) variance of one AUROC straight from the kernel matrix, cluster by cluster (O(m n))."""
+    pos, neg = np.flatnonzero(y == 1), np.flatnonzero(y == 0)
+    psi = (score[pos][:, None] > score[neg][None, :]) + 0.5 * (score[pos][:, None] == score[neg][None, :])
+    auc, m, n = psi.mean(), pos.size, neg.size
+    ids = np.unique(clusters)
+    a = np.array([psi[clusters[pos] == k].sum() / n for k in ids]) - auc * np.array([(clusters[pos] == k).sum()
+                                                                                     for k in ids])
+    b = np.array([psi[:, clusters[neg] == k].sum() / m for k in ids]) - auc * np.array([(clusters[neg] == k).sum()
+                                                                                        for k in ids])
+    i10, i01, i = (np.array([(clusters[pos] == k).any() for k in ids]).sum(),
+                   np.array([(clusters[neg] == k).any() for k in ids]).sum(), ids.size)
+    s10, s01 = i10 / ((i10 - 1) * m) * (a @ a), i01 / ((i01 - 1) * n) * (b @ b)
+    return s10 / m + s01 / n + 2 * (i / (i - 1)) * (a @ b) / (m * n)
+
+
+def test_clustered_delong_matches_the_kernel_formula_and_reduces_to_delong():
+    rng = np.random.default_rng(3)
+    y, a, b, clusters = _clustered_sample(rng, patients=12, per=5)
+    a = np.round(a, 1)  # ties
+    ci = delong_ci(y, a, clusters=clusters, level=0.95)
+    assert 0 < ci.low and ci.high < 1  # not clipped, so the half-width is z * sqrt(var)
+    half = (ci.high - ci.low) / 2
+    assert half == pytest.approx(1.959963984540054 * math.sqrt(_obuchowski_by_kernel(y, a, clusters)), rel=1e-9)
+    assert ci.method == "delong-clustered" and ci.n_clusters == 12
+    # every item its own cluster (or none): DeLong exactly, to the last bit
+    plain, singletons = delong_test(y, a, b), delong_test(y, a, b, clusters=np.arange(y.size))
+    assert (plain.p_value, plain.low, plain.high) == (singletons.p_value, singletons.low, singletons.high)
+    assert singletons.method == "delong"
+
+
+def test_finding7_clustered_delong_keeps_its_size_where_plain_delong_does_not():
+    rng = np.random.default_rng(0)
+    plain, clustered = [], []
+    for _ in range(300):  # 60 patients x 8 images, no true difference between the models
+        y, a, b, clusters = _clustered_sample(rng)
+        plain.append(delong_test(y, a, b).p_value < 0.05)
+        clustered.append(delong_test(y, a, b, clusters=clusters).p_value < 0.05)
+    assert np.mean(plain) > 0.1  # anti-conservative: about 13 % at a nominal 5 %
+    assert 0.02 <= np.mean(clustered) <= 0.085
+
+
+def test_clustered_delong_se_agrees_with_the_cluster_bootstrap():
+    from sklearn.metrics import roc_auc_score
+
+    rng = np.random.default_rng(7)
+    y, a, b, clusters = _clustered_sample(rng)
+    result = delong_test(y, a, b, clusters=clusters)
+    se = (result.high - result.low) / (2 * 1.959963984540054)
+    members = [np.flatnonzero(clusters == k) for k in range(60)]
+    draws = []
+    for _ in range(800):
+        rows = np.concatenate([members[k] for k in rng.integers(0, 60, 60)])
+        draws.append(roc_auc_score(y[rows], a[rows]) - roc_auc_score(y[rows], b[rows]))
+    assert se == pytest.approx(np.std(draws, ddof=1), rel=0.15)
+
+
+def test_clustered_delong_bad_clusters():
+    y = np.array([0, 1, 0, 1])
+    with pytest.raises(DataError, match="one id per item"):
+        delong_test(y, [0.1, 0.9, 0.2, 0.8], [0.2, 0.7, 0.1, 0.9], clusters=[0, 0, 1])
+    with pytest.raises(DataError, match="at least 2 clusters"):
+        delong_test(y, [0.1, 0.9, 0.2, 0.8], [0.2, 0.7, 0.1, 0.9], clusters=[0, 0, 0, 0])

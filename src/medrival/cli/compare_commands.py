@@ -47,7 +47,7 @@ def compare(results_dir: Path = typer.Argument(..., help="A study's results fold
         frame = run_compare(store, a, b, metric=metric, n_resamples=resamples, level=level, seed=seed,
                             vqa_metrics=vqa_metrics)
     table = Table(title=f"{escape(a)}  vs  {escape(b)}  ({escape(metric)}, {level:.0%} CI)")
-    for column in ("dataset", "metric", "A", "B", "A - B", "CI", "p", "p (Holm)", "DeLong p", "verdict", "n (clusters)"):
+    for column in ("dataset", "metric", "A", "B", "A - B", "CI", "p", "p (Holm)", "DeLong p (by cluster)", "verdict", "n (clusters)"):
         table.add_column(column)
     for row in frame.to_dict("records"):
         table.add_row(escape(str(row["dataset"])), escape(str(row["metric"])), _num(row["estimate_a"]), _num(row["estimate_b"]),

@@ -99,9 +99,10 @@ def compare(store, side_a: str, side_b: str, *, metric: str = "auroc", n_resampl
 
 
 def _delong_p(data, task: str, metric: str) -> float:
-    """DeLong's p for a binary AUROC comparison of single cells (NaN otherwise: DeLong has no draws or clusters)."""
+    """DeLong's p for a binary AUROC comparison of single cells, clustered (Obuchowski) by the items' clusters
+    when they have any (NaN for other tasks and for arms with several draws, which DeLong does not model)."""
     if task != "binary" or metric != "auroc" or len(data.draws_a) != 1 or len(data.draws_b) != 1:
         return float("nan")
     from medrival.stats.delong import delong_test
 
-    return float(delong_test(data.y, data.draws_a[0][:, 1], data.draws_b[0][:, 1]).p_value)
+    return float(delong_test(data.y, data.draws_a[0][:, 1], data.draws_b[0][:, 1], clusters=data.clusters).p_value)
