@@ -40,7 +40,7 @@ import pandas as pd
 
 from medrival.core.errors import DataError
 from medrival.core.vqa_forms import CLOSED_FORMS, LETTERS
-from medrival.metrics.vqa_text import _is_missing, as_text, normalise_answer
+from medrival.metrics.vqa_text import is_missing, as_text, normalise_answer
 
 __all__ = ["EXTRACTOR_PROMPT", "EXTRACTOR_PROMPT_VERSION", "UNDECIDED", "extract_undecided", "extractor_prompt",
            "parse_decision"]
@@ -76,7 +76,7 @@ def _option_texts(form: str, options: Optional[Sequence[Any]]) -> list[str]:
         return ["yes", "no"]
     if form not in ("choice", "multiple_choice"):
         raise DataError(f"the answer extractor decides {', '.join(CLOSED_FORMS)} items, not {form!r}.")
-    texts = [as_text(option).strip() for option in options or () if not _is_missing(option)]
+    texts = [as_text(option).strip() for option in options or () if not is_missing(option)]
     texts = [text for text in texts if text]
     if not texts:
         raise DataError(f"a {form} item needs its options, got {options!r}.")

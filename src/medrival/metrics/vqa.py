@@ -68,7 +68,7 @@ from medrival.core.prompts import PROMPT_VERSION
 from medrival.core.vqa_forms import CLOSED_FORMS, FORM_VERSION, FORMS, LETTERS
 from medrival.metrics.vqa_extract import EXTRACTION_VERSION, extract_answer, extract_option, normalised_options
 from medrival.metrics.vqa_text import (
-    NORMALISATION_VERSION, _is_missing, answer_tokens, as_text, normalise_answer,
+    NORMALISATION_VERSION, is_missing, answer_tokens, as_text, normalise_answer,
 )
 
 YES_NO: tuple[str, str] = ("yes", "no")
@@ -246,10 +246,10 @@ def _options_per_item(options: Any, n: int) -> list[tuple | None]:
                         f"{len(options) if _is_collection(options) else 'n/a'}.")
     per_item: list[tuple | None] = []
     for position, entry in enumerate(options):
-        if entry is None or (not _is_collection(entry) and _is_missing(entry)):
+        if entry is None or (not _is_collection(entry) and is_missing(entry)):
             per_item.append(None)
         elif _is_collection(entry):
-            present = tuple(o for o in entry if not _is_missing(o) and as_text(o).strip())
+            present = tuple(o for o in entry if not is_missing(o) and as_text(o).strip())
             per_item.append(present or None)
         else:
             raise DataError(f"options[{position}] is {entry!r}; each entry must be a tuple of option texts or None.")
@@ -298,7 +298,7 @@ def _decision(response: Any, form: str, options, question, fallback) -> tuple[st
     extracted = extract_answer(response, form, options, question)
     if extracted is not None:
         return extracted, "rules"
-    if fallback is None or _is_missing(fallback) or not as_text(fallback).strip():
+    if fallback is None or is_missing(fallback) or not as_text(fallback).strip():
         return None, None
     decided = (extract_option(fallback, options, lettered=form == "multiple_choice") if form != "yes_no"
                else extract_answer(fallback, form, options, None))

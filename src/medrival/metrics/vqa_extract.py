@@ -290,7 +290,11 @@ def _letter_pattern_hits(text: str, letters: str) -> set[str]:
 
 def extract_letter(response: Any, n_options: int) -> str | None:
     """The option letter an answer names (A.. for ``n_options`` options), or None; see the module docstring."""
-    text = strip_reasoning(response)
+    return _letter_in(strip_reasoning(response), n_options)
+
+
+def _letter_in(text: str, n_options: int) -> str | None:
+    """``extract_letter`` on an answer whose reasoning blocks are already stripped."""
     letters = "".join(LETTERS[:n_options])
     hits = _letter_pattern_hits(text, letters)
     if not hits:
@@ -301,11 +305,12 @@ def extract_letter(response: Any, n_options: int) -> str | None:
 def extract_option(response: Any, options: Sequence[Any], lettered: bool = False) -> str | None:
     """The option ``response`` commits to: its normalised text, or with ``lettered`` its letter; None if undecided."""
     normalised = normalised_options(options)
+    text = strip_reasoning(response)
     if lettered:
-        letter = extract_letter(response, len(normalised))
+        letter = _letter_in(text, len(normalised))
         if letter is not None:
             return letter
-    chosen = _option_by_text(strip_reasoning(response), normalised)
+    chosen = _option_by_text(text, normalised)
     if chosen is None:
         return None
     return LETTERS[normalised.index(chosen)] if lettered else chosen

@@ -60,7 +60,7 @@ _TENS = {"twenty": 20, "thirty": 30, "forty": 40, "fifty": 50, "sixty": 60, "sev
 _NUMBER_WORDS = {word: value for value, word in enumerate(_UNITS)} | _TENS
 
 
-def _is_missing(value: Any) -> bool:
+def is_missing(value: Any) -> bool:
     """None, NaN or pandas' NA: an answer that was never given."""
     if value is None or value is pd.NA:
         return True
@@ -69,7 +69,7 @@ def _is_missing(value: Any) -> bool:
 
 def as_text(value: Any) -> str:
     """The raw text of an answer, option or reference (rule 1)."""
-    if _is_missing(value):
+    if is_missing(value):
         return ""
     if isinstance(value, str):
         return value

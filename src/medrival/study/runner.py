@@ -18,10 +18,10 @@ from medrival.core.errors import ConfigError, MedrivalError
 from medrival.core.types import CellSpec
 from medrival.data.catalog import dataset_registry
 from medrival.methods import METHODS
+from medrival.metrics.vqa import VQA_VERSIONS
 from medrival.models.catalog import get_card, model_registry
 from medrival.store import ResultStore
 from medrival.study.cell import CellContext, execute_cell
-from medrival.metrics.vqa import VQA_VERSIONS
 from medrival.study.spec import StudySpec, cell_id, check_names, check_weights, expand_cells, freeze
 
 
