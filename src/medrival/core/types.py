@@ -237,6 +237,9 @@ class CellSpec:
     # extraction), and the answer extractor of undecided closed answers when the study has one.
     vqa_rules: tuple[tuple[str, Any], ...] | None = None
     extractor: tuple[tuple[str, Any], ...] | None = None
+    # The arm's name within its method when a study runs one method with several configs (a sweep): set from the
+    # method entry's ``label:`` or derived from its non-default options; None for a method listed once.
+    label: str | None = None
 
     def config_dict(self) -> dict[str, Any]:
         return dict(self.method_config)

@@ -23,6 +23,31 @@ class Predictions:
 
 
 @dataclass(frozen=True)
+class Capabilities:
+    """What a method is, declared once and read by the planner, the research questions and the report.
+
+    ``off_the_shelf``: the model is used as released, nothing is learned from the dataset (the baseline arm of
+    every research question). ``uses_labels``: the method reads training labels, so its result depends on the
+    label budget (an off-the-shelf method runs once and is the baseline of every budget). ``trains_encoder``:
+    the method changes the model's own weights (LoRA, full fine-tuning), not only a head or cache on frozen
+    features. ``prompt_selection``: the method accepts ``prompt_selection``/``prompt_sensitivity``."""
+
+    off_the_shelf: bool
+    uses_labels: bool
+    trains_encoder: bool = False
+    prompt_selection: bool = False
+
+    def __post_init__(self):
+        if self.off_the_shelf and (self.uses_labels or self.trains_encoder):
+            raise ValueError("an off-the-shelf method neither reads training labels nor trains the encoder")
+
+
+OFF_THE_SHELF = Capabilities(off_the_shelf=True, uses_labels=False)
+ON_FROZEN_FEATURES = Capabilities(off_the_shelf=False, uses_labels=True)
+TRAINS_ENCODER = Capabilities(off_the_shelf=False, uses_labels=True, trains_encoder=True)
+
+
+@dataclass(frozen=True)
 class MethodSpec:
     name: str
     config_class: type
@@ -30,6 +55,7 @@ class MethodSpec:
     families: tuple[str, ...]
     tasks: tuple[str, ...]
     summary: str
+    capabilities: Capabilities = ON_FROZEN_FEATURES
 
     def make_config(self, values: dict[str, Any]):
         """Validate user values against the config dataclass; unknown keys suggest close field names."""
@@ -58,6 +84,16 @@ class MethodSpec:
 
 
 METHODS: Registry[MethodSpec] = Registry("method")
+
+
+def capabilities_of(method: str) -> Capabilities:
+    """The declared capabilities of a registered method (unknown names suggest close ones)."""
+    return METHODS.get(method).capabilities
+
+
+def is_off_the_shelf(method: str) -> bool:
+    """True for a method that uses the model as released (zero_shot, vqa_zero_shot, option_zero_shot, ...)."""
+    return capabilities_of(method).off_the_shelf
 
 
 def help_of(config_class: type) -> dict[str, str]:

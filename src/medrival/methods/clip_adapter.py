@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from medrival.core.errors import ConfigError
-from medrival.methods.base import METHODS, MethodSpec, Predictions
+from medrival.methods.base import ON_FROZEN_FEATURES, METHODS, MethodSpec, Predictions
 from medrival.methods.checkpoint import load_checkpoint, save_checkpoint
 from medrival.methods.selection import best_index, json_score, softmax, validation_auroc
 from medrival.methods.torch_heads import Schedule, check_schedule, is_count, is_number, train_with_validation
@@ -147,4 +147,5 @@ METHODS.register(NAME, MethodSpec(
     name=NAME, config_class=ClipAdapterConfig, build=ClipAdapter, families=("contrastive",),
     tasks=("binary", "multiclass"),
     summary="Residual bottleneck MLP on frozen image features against the zero-shot text classifier; "
-            "epoch and residual ratio chosen on val."))
+            "epoch and residual ratio chosen on val.",
+    capabilities=ON_FROZEN_FEATURES))

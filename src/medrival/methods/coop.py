@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from medrival.core.errors import ConfigError
-from medrival.methods.base import METHODS, MethodSpec, Predictions
+from medrival.methods.base import ON_FROZEN_FEATURES, METHODS, MethodSpec, Predictions
 from medrival.methods.checkpoint import load_checkpoint, save_checkpoint
 from medrival.methods.selection import json_score, softmax, validation_auroc
 from medrival.methods.torch_heads import Schedule, check_schedule, is_count, train_with_validation
@@ -161,4 +161,5 @@ class CoOp:
 
 METHODS.register(NAME, MethodSpec(
     name=NAME, config_class=CoOpConfig, build=CoOp, families=("contrastive",), tasks=("binary", "multiclass"),
-    summary="Learnable prompt context for the frozen text encoder (CoOp); image features cached, epoch by val."))
+    summary="Learnable prompt context for the frozen text encoder (CoOp); image features cached, epoch by val.",
+    capabilities=ON_FROZEN_FEATURES))

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from medrival.core.errors import DataError, MedrivalError
-from medrival.methods.base import METHODS, MethodSpec
+from medrival.methods.base import TRAINS_ENCODER, METHODS, MethodSpec
 from medrival.methods.training import (EncoderTrainingMethod, TrainingConfig, build_classifier, check_training_config,
                                        head_parameters, tensors_by_name, working_copy)
 
@@ -112,4 +112,5 @@ METHODS.register("full_finetune", MethodSpec(
     name="full_finetune", config_class=FullFinetuneConfig, build=FullFinetune, families=("contrastive",),
     tasks=("binary", "multiclass"),
     summary="Fine-tune the whole image tower with a head initialised from the zero-shot text embeddings; best "
-            "epoch chosen on validation."))
+            "epoch chosen on validation.",
+    capabilities=TRAINS_ENCODER))

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from medrival.core.errors import ConfigError, DataError
-from medrival.methods.base import METHODS, MethodSpec, Predictions, is_multilabel, multilabel_targets
+from medrival.methods.base import ON_FROZEN_FEATURES, METHODS, MethodSpec, Predictions, is_multilabel, multilabel_targets
 from medrival.methods.checkpoint import load_checkpoint, save_checkpoint
 from medrival.methods.selection import best_index, json_score, validation_auroc
 from medrival.methods.torch_heads import is_number
@@ -137,4 +137,5 @@ class Knn:
 METHODS.register(NAME, MethodSpec(
     name=NAME, config_class=KnnConfig, build=Knn, families=("contrastive",),
     tasks=("binary", "multiclass", "multilabel"),
-    summary="Cosine k-nearest neighbours on frozen image features; k chosen on the validation split."))
+    summary="Cosine k-nearest neighbours on frozen image features; k chosen on the validation split.",
+    capabilities=ON_FROZEN_FEATURES))

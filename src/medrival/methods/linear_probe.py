@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from medrival.core.errors import ConfigError, DataError
-from medrival.methods.base import METHODS, MethodSpec, Predictions, is_multilabel, multilabel_targets
+from medrival.methods.base import ON_FROZEN_FEATURES, METHODS, MethodSpec, Predictions, is_multilabel, multilabel_targets
 from medrival.methods.checkpoint import load_checkpoint, save_checkpoint
 from medrival.methods.selection import best_index, json_score, softmax, validation_auroc
 
@@ -193,4 +193,5 @@ METHODS.register(NAME, MethodSpec(
     name=NAME, config_class=LinearProbeConfig, build=LinearProbe, families=("contrastive",),
     tasks=("binary", "multiclass", "multilabel"),
     summary="Logistic regression on frozen image features (multilabel: one per label); C chosen on the validation "
-            "split."))
+            "split.",
+    capabilities=ON_FROZEN_FEATURES))

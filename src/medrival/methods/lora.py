@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from medrival.core.errors import ConfigError
-from medrival.methods.base import METHODS, MethodSpec
+from medrival.methods.base import TRAINS_ENCODER, METHODS, MethodSpec
 from medrival.methods.training import (EncoderTrainingMethod, TrainingConfig, build_classifier, check_training_config,
                                        head_parameters, working_copy)
 from medrival.models.lora_targets import TOWERS, resolve_targets
@@ -181,4 +181,5 @@ def get_state_names(module) -> list[str]:
 METHODS.register("lora", MethodSpec(
     name="lora", config_class=LoraConfig, build=Lora, families=("contrastive",), tasks=("binary", "multiclass"),
     summary="LoRA (peft) on the image/text tower(s), trained through the encoder; head from zero-shot text "
-            "embeddings; best epoch chosen on validation."))
+            "embeddings; best epoch chosen on validation.",
+    capabilities=TRAINS_ENCODER))

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from medrival.core.errors import ConfigError, MedrivalError
-from medrival.methods.base import METHODS, MethodSpec, Predictions
+from medrival.methods.base import OFF_THE_SHELF, METHODS, MethodSpec, Predictions
 from medrival.core.prompts import class_option, diagnosis_prompt
 
 
@@ -67,4 +67,5 @@ METHODS.register("option_zero_shot", MethodSpec(
     name="option_zero_shot", config_class=OptionZeroShotConfig, build=OptionZeroShot, families=("generative",),
     tasks=("binary", "multiclass"),
     summary="Off-the-shelf diagnosis by a generative model: the log-likelihood of each class name as the answer "
-            "to 'what is the diagnosis?', softmaxed into class probabilities (gives an AUROC)."))
+            "to 'what is the diagnosis?', softmaxed into class probabilities (gives an AUROC).",
+    capabilities=OFF_THE_SHELF))

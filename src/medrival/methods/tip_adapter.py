@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from medrival.core.errors import ConfigError
-from medrival.methods.base import METHODS, MethodSpec, Predictions
+from medrival.methods.base import ON_FROZEN_FEATURES, METHODS, MethodSpec, Predictions
 from medrival.methods.checkpoint import load_checkpoint, save_checkpoint
 from medrival.methods.selection import best_index, json_score, softmax, validation_auroc
 from medrival.methods.torch_heads import Schedule, check_schedule, train_with_validation
@@ -191,8 +191,10 @@ class TipAdapterF(TipAdapter):
 METHODS.register("tip_adapter", MethodSpec(
     name="tip_adapter", config_class=TipAdapterConfig, build=TipAdapter, families=("contrastive",),
     tasks=("binary", "multiclass"),
-    summary="Training-free key-value cache of few-shot features added to zero-shot; alpha/beta chosen on val."))
+    summary="Training-free key-value cache of few-shot features added to zero-shot; alpha/beta chosen on val.",
+    capabilities=ON_FROZEN_FEATURES))
 METHODS.register("tip_adapter_f", MethodSpec(
     name="tip_adapter_f", config_class=TipAdapterFConfig, build=TipAdapterF, families=("contrastive",),
     tasks=("binary", "multiclass"),
-    summary="Tip-Adapter with the cache keys fine-tuned on the training features; epoch and alpha/beta by val."))
+    summary="Tip-Adapter with the cache keys fine-tuned on the training features; epoch and alpha/beta by val.",
+    capabilities=ON_FROZEN_FEATURES))

@@ -15,7 +15,7 @@ import warnings
 from dataclasses import dataclass, field
 
 from medrival.core.errors import ConfigError, MedrivalError
-from medrival.methods.base import METHODS, MethodSpec
+from medrival.methods.base import TRAINS_ENCODER, METHODS, MethodSpec
 from medrival.methods.checkpoint import load_checkpoint, save_checkpoint
 from medrival.methods.training import PRECISIONS, check_precision, seeded
 from medrival.methods.vqa_answers import VQAGenerationConfig, VQAOutput, answer_questions
@@ -227,4 +227,5 @@ class VQALora:
 METHODS.register("vqa_lora", MethodSpec(
     name="vqa_lora", config_class=VQALoraConfig, build=VQALora, families=("generative",), tasks=("vqa",),
     summary="LoRA SFT (peft) of a generative model on the training questions, loss on answer tokens only; "
-            "variants llm / projector / vision_llm, QLoRA 4-bit on CUDA; epoch chosen on validation loss."))
+            "variants llm / projector / vision_llm, QLoRA 4-bit on CUDA; epoch chosen on validation loss.",
+    capabilities=TRAINS_ENCODER))

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from medrival.methods.base import METHODS, MethodSpec
+from medrival.methods.base import OFF_THE_SHELF, METHODS, MethodSpec
 from medrival.methods.vqa_answers import VQAGenerationConfig, VQAOutput, answer_questions
 
 
@@ -30,4 +30,5 @@ METHODS.register("vqa_zero_shot", MethodSpec(
     name="vqa_zero_shot", config_class=VQAZeroShotConfig, build=VQAZeroShot, families=("generative",),
     tasks=("vqa",),
     summary="Off-the-shelf VQA: batched greedy generation with a prompt chosen by the question's declared answer "
-            "type (closed questions also get yes/no option scores)."))
+            "type (closed questions also get yes/no option scores).",
+    capabilities=OFF_THE_SHELF))

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from medrival.core.errors import ConfigError
-from medrival.methods.base import METHODS, MethodSpec, Predictions, is_multilabel
+from medrival.methods.base import OFF_THE_SHELF, METHODS, MethodSpec, Predictions, is_multilabel
 from medrival.methods.selection import softmax
 
 
@@ -144,4 +144,5 @@ METHODS.register("zero_shot", MethodSpec(
     name="zero_shot", config_class=ZeroShotConfig, build=ZeroShot, families=("contrastive",),
     tasks=("binary", "multiclass", "multilabel"),
     summary="Off-the-shelf: cosine similarity to prompt-ensembled class embeddings (multilabel: each label's "
-            "prompts against their 'no ...' negations); nothing is trained."))
+            "prompts against their 'no ...' negations); nothing is trained.",
+    capabilities=OFF_THE_SHELF))
