@@ -20,9 +20,27 @@ Methods and references
   its own cluster. Clusters are numbered by first appearance, so singleton clusters reproduce the item
   bootstrap exactly (same seed, same resamples).
 * Paired bootstrap: models A and B are evaluated on the *same* resamples, so the shared test-set noise cancels
-  in ``metric(A) - metric(B)``; the CI is the percentile interval of the resampled differences and the
-  two-sided p-value is ``min(1, 2 min((#{d_b <= 0} + 1)/(B + 1), (#{d_b >= 0} + 1)/(B + 1)))`` (the +1 of
-  Monte Carlo tests keeps it above 0 and the test valid; Davison & Hinkley 1997, ch. 4).
+  in ``metric(A) - metric(B)``; the CI is the percentile interval of the resampled differences d_1..d_B.
+* Paired p-value (two-sided, H0: no difference). The empirical p, the achieved significance level read off the
+  bootstrap distribution (Efron & Tibshirani 1993, §15.4 and ch. 16: the level at which the percentile interval
+  just reaches 0), is ``p_emp = min(1, 2 min((#{d_b <= 0} + 1)/(B + 1), (#{d_b >= 0} + 1)/(B + 1)))`` (the +1
+  of Monte Carlo tests keeps it above 0 and the test valid; Davison & Hinkley 1997, ch. 4). It cannot go below
+  its floor 2/(B + 1), reached whenever no resample falls on the far side of 0: with B = 2,000 that is ~0.001,
+  so a Holm family of more than ~50 comparisons could never be significant, whatever the effects. The rule:
+  ``p = p_emp`` when at least one resample lies on the far side of 0 (the empirical p is resolved); otherwise
+  the tail lies beyond what B resamples can count and is extrapolated with the normal tail of the bootstrap
+  distribution, ``p = min(2/(B + 1), 2 Phi(-|d_hat| / se_boot))``, ``se_boot`` the standard deviation of the
+  d_b (ddof 1) -- the test that inverts the standard normal interval ``d_hat +/- z se_boot`` (Efron &
+  Tibshirani 1993, ch. 6 and 12.2). Why this rule and not the normal p everywhere: where the empirical p is
+  resolved (every p near the usual 0.05 with B >= 40) it is the one that agrees with the percentile CI that is
+  reported next to it and needs no normality, so a CI excluding 0 and p < 1 - level never contradict; only the
+  far tail, where it has no information, is extrapolated. The min keeps p monotone in the tail count and the
+  test valid at every level (below the floor it rejects only when the normal test does). With no spread
+  (se_boot ~ 0: identical models, or every resample giving the same difference) the normal tail is a point
+  mass, as in ``delong``: 1 for a zero difference, 0 otherwise. ``PairedComparison.p_floor`` records the
+  smallest p the rule could have returned: 0.0 (the normal tail has no Monte Carlo floor; it underflows to 0
+  only beyond |z| ~ 38); NaN when the comparison is undefined. The Monte Carlo resolution of the empirical part
+  is 2/(n_resamples + 1).
 * Hierarchical (two-stage) bootstrap for methods with several training seeds or few-shot draws (Davison &
   Hinkley 1997, §3.8; Bouthillier et al. 2021, "Accounting for variance in machine learning benchmarks"): each
   resample draws D of the D draws with replacement, then the units; its value is the mean of the metric over the
@@ -38,14 +56,20 @@ callable metric, which is evaluated on each explicitly rebuilt resample). Chunk 
 depend on how many threads evaluate the chunks (the chunk size, about 2^19 counts, is a function of the data
 size only); the hierarchical draw picks of side s come from ``spawn_key=(k, s)``. Sums of integer counts are
 accumulated exactly in integers, so the weighted metrics equal the metrics on rebuilt resamples to the last bit.
+The counts of a chunk depend only on (seed, chunk, chunk size, number of units), so comparisons on test sets of
+the same size share them: they are kept (read-only uint8, oldest dropped beyond 192 MiB; ``clear_resample_cache``)
+and re-used by the next comparison -- the model pairs and metrics of one test set in a Holm family draw them once.
 Resamples where the metric is undefined (e.g. no positives drawn) are dropped and counted, with a warning when
 more than 1 % are; ``n_resamples`` in the result is the number actually used. NumPy only (no scipy, no torch).
 """
 from __future__ import annotations
 
+import math
 import os
+import threading
 import time
 import warnings
+from collections import OrderedDict
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import partial
@@ -68,7 +92,8 @@ from medrival.stats.weighted import (
 )
 
 __all__ = ["METRIC_NAMES", "METHODS", "BootstrapWarning", "bootstrap_ci", "paired_bootstrap",
-           "hierarchical_bootstrap_ci", "paired_hierarchical_bootstrap", "bootstrap_speed"]
+           "hierarchical_bootstrap_ci", "paired_hierarchical_bootstrap", "bootstrap_speed", "family_speed",
+           "clear_resample_cache"]
 
 METHODS = ("percentile", "bca")
 _CHUNK_ELEMENTS = 1 << 19  # counts per chunk (2 MiB of int32): the chunk's working arrays stay in cache
@@ -79,6 +104,11 @@ _PARALLEL_MIN_WORK = 2_000_000  # resamples x units below which starting threads
 _MAX_THREADS = 8
 _ONE_BINCOUNT = 1 << 17  # up to this many counts per chunk, one bincount over all rows beats a loop over rows
 _UNDEFINED_SHARE = 0.01  # warn when more resamples than this are dropped
+_ZERO_SE = 1e-12  # bootstrap SEs (and differences) below this are rounding: the differences are a point mass
+_P_FLOOR = 0.0  # the smallest p the paired rule can return (the normal tail has no Monte Carlo floor)
+_COUNTS_CACHE_BYTES = 192 << 20  # resample counts kept for reuse (uint8): ~9 test sets of 10,000 items at B = 2,000
+_COUNTS_CACHE: OrderedDict = OrderedDict()
+_CACHE_LOCK = threading.Lock()
 
 
 class BootstrapWarning(UserWarning):
@@ -195,14 +225,55 @@ def _generator(seed: int, *key: int) -> np.random.Generator:
 
 def _counts(rng: np.random.Generator, b: int, n: int) -> np.ndarray:
     """[b, n] int32 multinomial(n; 1/n, ..., 1/n) counts: n draws with replacement per row, counted per row."""
-    draws = rng.integers(0, n, size=(b, n))
+    # int32 draws: the same stream as the default int64 (NumPy draws 32-bit values for ranges < 2^32), half the
+    # memory traffic; the drawing dominates the cost of a resample.
+    draws = rng.integers(0, n, size=(b, n), dtype=np.int32)
     if b * n <= _ONE_BINCOUNT:
-        draws += (np.arange(b) * n)[:, None]  # row offsets: one bincount counts every row
+        draws += (np.arange(b, dtype=np.int32) * n)[:, None]  # row offsets (b n <= 2^17): one bincount per chunk
         return np.bincount(draws.ravel(), minlength=b * n).reshape(b, n).astype(np.int32)
     counts = np.empty((b, n), dtype=np.int32)
     for row, drawn in zip(counts, draws):  # row by row: a cache-sized output is faster than one huge bincount
         row[:] = np.bincount(drawn, minlength=n)
     return counts
+
+
+def _item_counts(seed: int, k: int, b: int, n_units: int) -> np.ndarray:
+    """Chunk k's resample counts [b, n_units] (stream (seed, k)), kept for reuse under a memory cap.
+
+    They depend on nothing but (seed, k, b, n_units), so every comparison on a test set of the same size -- the
+    model pairs, metrics and research questions of a Holm family at grid size -- draws the very same resamples;
+    drawing them is most of a comparison's cost. Returned and kept as read-only uint8 (a unit drawn 256 times in one
+    resample is impossible in practice; such a chunk stays int32 and is not kept): a quarter of the memory, and the
+    metrics' per-chunk temporaries stay small enough for malloc to recycle them instead of returning them to the
+    system and faulting them back in (that more than halved a warm comparison's CPU time at n = 10,000). The oldest
+    chunks are dropped beyond ``_COUNTS_CACHE_BYTES``. Every metric sums the counts exactly in integers (or converts
+    them to float64), so results are identical to int32 counts drawn afresh, with or without the cache, whatever the
+    thread count.
+    """
+    key = (int(seed), k, b, n_units)
+    with _CACHE_LOCK:
+        kept = _COUNTS_CACHE.get(key)
+        if kept is not None:
+            _COUNTS_CACHE.move_to_end(key)
+    if kept is not None:
+        return kept
+    counts = _counts(_generator(seed, k), b, n_units)
+    if counts.max(initial=0) >= 256:
+        return counts  # int32, not kept
+    counts = counts.astype(np.uint8)  # every evaluator reads uint8 counts, whether drawn now or kept
+    counts.flags.writeable = False  # shared between comparisons and threads
+    if counts.nbytes <= _COUNTS_CACHE_BYTES // 4:
+        with _CACHE_LOCK:
+            _COUNTS_CACHE[key] = counts
+            while sum(c.nbytes for c in _COUNTS_CACHE.values()) > _COUNTS_CACHE_BYTES:
+                _COUNTS_CACHE.popitem(last=False)
+    return counts
+
+
+def clear_resample_cache() -> None:
+    """Forget the kept resample counts (memory; the results do not depend on them)."""
+    with _CACHE_LOCK:
+        _COUNTS_CACHE.clear()
 
 
 def _workers() -> int:
@@ -230,7 +301,7 @@ def _run_chunks(fn: Callable, n_resamples: int, design: _Design, parallel: bool)
 
 def _chunk_values(k: int, b: int, *, evaluators: list, seed: int, n_units: int) -> np.ndarray:
     """[E, b]: every evaluator on the same b resamples (paired)."""
-    counts = _counts(_generator(seed, k), b, n_units)
+    counts = _item_counts(seed, k, b, n_units)
     cache: dict = {}  # arrays shared by evaluators of the same labels (e.g. positives' weights)
     return np.stack([ev(counts, cache) for ev in evaluators])
 
@@ -246,7 +317,7 @@ def _mean_of_picked(values: np.ndarray, picks: np.ndarray) -> np.ndarray:
 
 def _chunk_hierarchical(k: int, b: int, *, sides: list[list], seed: int, n_units: int) -> np.ndarray:
     """[S, b]: per side, the mean over its resampled draws; the item resample is shared by all sides."""
-    counts = _counts(_generator(seed, k), b, n_units)
+    counts = _item_counts(seed, k, b, n_units)
     cache: dict = {}
     out = []
     for side, evaluators in enumerate(sides):
@@ -354,20 +425,45 @@ def bootstrap_ci(metric, y_true, y_score, *, clusters=None, n_resamples: int = 2
     return Interval(estimate, low, high, float(level), method, int(boot.size), design.n_units)
 
 
+def _empirical_p(d: np.ndarray) -> tuple[float, float]:
+    """(two-sided Monte Carlo p of the bootstrap differences ``d``, its floor 2/(B + 1))."""
+    used = d.size
+    tail = min(int(np.sum(d <= 0)), int(np.sum(d >= 0)))
+    return min(1.0, 2 * (tail + 1) / (used + 1)), min(1.0, 2 / (used + 1))
+
+
+def _normal_p(difference: float, d: np.ndarray) -> float:
+    """Two-sided p of z = difference / se_boot; a point mass (1 or 0) when the differences do not spread."""
+    if d.size < 2:
+        return 1.0  # one resample says nothing about the spread: no evidence beyond the empirical p
+    se = float(np.std(d, ddof=1))
+    if not se > _ZERO_SE:
+        return 1.0 if abs(difference) <= _ZERO_SE else 0.0
+    # erfc(|z|/sqrt 2) = 2 Phi(-|z|) without the cancellation of 1 - Phi: accurate far into the tail.
+    return math.erfc(abs(difference) / se / math.sqrt(2))
+
+
+def _bootstrap_p(difference: float, d: np.ndarray) -> float:
+    """The module's p rule: the empirical p where resolved, else the normal tail capped at the floor."""
+    p_emp, floor = _empirical_p(d)
+    if p_emp > floor:
+        return p_emp
+    return min(floor, _normal_p(difference, d))
+
+
 def _paired_result(label: str, est_a: float, est_b: float, values: np.ndarray | None, level: float, method: str,
                    design: _Design) -> PairedComparison:
     """Difference A - B with its percentile CI and two-sided bootstrap p-value from ``values`` [2, B]."""
     nan = float("nan")
-    diff, low, high, p, used = est_a - est_b, nan, nan, nan, 0
+    diff, low, high, p, p_floor, used = est_a - est_b, nan, nan, nan, nan, 0
     if values is not None:
         keep = _defined(values, label, design)
         d = values[0, keep] - values[1, keep]
         if d.size:
             low, high = _percentile(d, level)
-            le, ge, used = int(np.sum(d <= 0)), int(np.sum(d >= 0)), int(d.size)
-            p = min(1.0, 2 * min((le + 1) / (used + 1), (ge + 1) / (used + 1)))
+            p, p_floor, used = _bootstrap_p(float(diff), d), _P_FLOOR, int(d.size)
     return PairedComparison(label, float(est_a), float(est_b), float(diff), low, high, p, float(level), method,
-                            design.n_items, design.n_units, used)
+                            design.n_items, design.n_units, used, p_floor)
 
 
 def paired_bootstrap(metric, y_true, score_a, score_b, *, clusters=None, n_resamples: int = 2000,
@@ -440,19 +536,59 @@ def paired_hierarchical_bootstrap(metric, y_true, draws_a, draws_b, *, clusters=
 # ---------------------------------------------------------------------------------------------------- speed
 
 
+def _speed_data(n_items: int, rng: np.random.Generator, gap: float = 0.2) -> tuple[np.ndarray, ...]:
+    """Seeded binary labels and two correlated score vectors, A's class separation ``gap`` above B's."""
+    y = rng.integers(0, 2, size=n_items)
+    shared = rng.normal(size=n_items)  # common difficulty per item: the two models' scores are correlated
+    score_a = (0.8 + gap) * y + shared + 0.7 * rng.normal(size=n_items)
+    score_b = 0.8 * y + shared + 0.7 * rng.normal(size=n_items)
+    return y, score_a, score_b
+
+
 def bootstrap_speed(n_items: int = 10_000, n_resamples: int = 10_000, seed: int = 0) -> dict:
     """Time ``paired_bootstrap("auroc")`` on seeded synthetic binary data (two correlated score vectors).
 
     The issue's target: B = 10,000 resamples of n = 10,000 items in <= 2 s on 2 cores.
     """
-    rng = np.random.default_rng(seed)
-    y = rng.integers(0, 2, size=n_items)
-    shared = rng.normal(size=n_items)  # common difficulty per item: the two models' scores are correlated
-    score_a = 1.0 * y + shared + 0.7 * rng.normal(size=n_items)
-    score_b = 0.8 * y + shared + 0.7 * rng.normal(size=n_items)
+    y, score_a, score_b = _speed_data(n_items, np.random.default_rng(seed))
+    clear_resample_cache()  # timed cold: the resamples are drawn, not reused from an earlier call
     start = time.perf_counter()
     result = paired_bootstrap("auroc", y, score_a, score_b, n_resamples=n_resamples, seed=seed)
     seconds = time.perf_counter() - start
     return {"bootstrap_s": round(seconds, 3), "difference": result.difference, "low": result.low,
             "high": result.high, "p_value": result.p_value, "n_items": n_items, "n_resamples": n_resamples,
+            "threads": _workers()}
+
+
+def family_speed(n_comparisons: int = 300, n_items: int = 10_000, n_resamples: int = 2000, seed: int = 0,
+                 gap: float = 0.12, per_test_set: int = 10) -> dict:
+    """Time a Holm family of ``n_comparisons`` paired AUROC bootstraps at grid size (the issue's target: 300
+    comparisons at n = 10,000 in <= 30 s on 2 cores).
+
+    Shaped like a study's family: ``per_test_set`` comparisons on each test set (each with its own seeded labels
+    and scores; the resamples depend only on the test set's size); test set j has ``n_items + j`` items, so no
+    two test sets share resamples (``_item_counts``) and the first comparison on each is timed cold. With ``gap``
+    = 0.12 the true AUROC differences are about 5.5 bootstrap SEs at n = 10,000: the family should be all
+    significant after Holm, which the empirical p alone (floor 2/(B + 1)) could never be.
+    """
+    from medrival.stats.multiple import holm
+
+    clear_resample_cache()
+    seconds, results = [], []
+    for k in range(n_comparisons):  # data made one comparison at a time (not timed): 300 x 10,000 x 3 floats
+        y, a, b = _speed_data(n_items + k // per_test_set, _generator(seed, k), gap)
+        start = time.perf_counter()
+        results.append(paired_bootstrap("auroc", y, a, b, n_resamples=n_resamples, seed=seed))
+        seconds.append(time.perf_counter() - start)
+    clear_resample_cache()
+    cold = np.arange(n_comparisons) % per_test_set == 0
+    p = np.array([r.p_value for r in results])
+    z = np.array([r.difference / ((r.high - r.low) / (2 * NormalDist().inv_cdf(1 - (1 - r.level) / 2)))
+                  for r in results])  # effect in SEs, the SE read off the percentile CI's width
+    return {"family_s": round(float(np.sum(seconds)), 3), "n_comparisons": n_comparisons, "n_items": n_items,
+            "n_resamples": n_resamples, "test_sets": int(cold.sum()),
+            "cold_s_per_comparison": round(float(np.mean(np.array(seconds)[cold])), 4),
+            "warm_s_per_comparison": round(float(np.mean(np.array(seconds)[~cold])), 4) if (~cold).any() else None,
+            "holm_significant": int(np.sum(holm(p) <= 0.05)), "max_p": float(p.max()),
+            "empirical_p_floor": 2 / (n_resamples + 1), "median_effect_se": round(float(np.median(z)), 2),
             "threads": _workers()}

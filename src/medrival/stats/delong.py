@@ -194,7 +194,7 @@ def _paired(metric: str, auc_a: float, auc_b: float, diff: float, var: float, le
     return PairedComparison(metric=metric, estimate_a=float(auc_a), estimate_b=float(auc_b), difference=diff,
                             low=diff - half, high=diff + half, p_value=p, level=level, method=method,
                             n_items=n_items, n_clusters=n_items if n_clusters is None else n_clusters,
-                            n_resamples=0)
+                            n_resamples=0, p_floor=0.0)
 
 
 # ------------------------------------------------------------------------------------------------- public API

@@ -11,9 +11,12 @@ of the explicitly rebuilt resample (exactly so for 0/1 scores, whose sums are in
 Everything else is ``medrival.stats.bootstrap``'s own machinery, imported rather than copied, so both kinds of
 metric share one definition of a resample: the cluster design (clusters numbered by first appearance), the
 seeded chunk streams (identical run to run and across thread counts), the hierarchical draw picks over seeds /
-few-shot draws, the percentile interval and the paired p-value
-``min(1, 2 min((#{d <= 0} + 1)/(B + 1), (#{d >= 0} + 1)/(B + 1)))``. A resample always holds at least one item,
-so no resample is undefined. An empty score vector gives a NaN estimate and interval.
+few-shot draws, the percentile interval and the paired p-value rule: the empirical
+``min(1, 2 min((#{d <= 0} + 1)/(B + 1), (#{d >= 0} + 1)/(B + 1)))`` where at least one resample falls on the far
+side of 0, else the normal tail ``min(2/(B + 1), 2 Phi(-|d_hat| / se_boot))``, so a VQA comparison is resolved
+below the Monte Carlo floor 2/(B + 1) like any other and a grid-size Holm family can pass (``p_floor`` 0.0; see
+``medrival.stats.bootstrap``). A resample always holds at least one item, so no resample is undefined. An empty
+score vector gives a NaN estimate and interval.
 """
 from __future__ import annotations
 

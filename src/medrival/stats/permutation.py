@@ -8,10 +8,12 @@ extreme as the observed one, including the observed data themselves (Phipson & S
 
     p = (#{|d_perm| >= |d_obs|} + 1) / (n_permutations + 1),
 
-so it is never 0 and is valid for any number of permutations. Permutations are drawn at random (with
-replacement), not enumerated, even when there are few clusters. A permuted difference counts as "at least as
-extreme" when it is within 1e-12 of |d_obs|, so that rounding cannot drop permutations equal in exact arithmetic
-to the observed one (the identity swap, or every swap when the models are identical).
+so it is never 0 and is valid for any number of permutations; its floor 1/(n_permutations + 1) is recorded as
+``p_floor`` (a Holm family of m comparisons needs n_permutations >= m / alpha to be able to pass at all).
+Permutations are drawn at random (with replacement), not enumerated, even when there are few clusters. A permuted
+difference counts as "at least as extreme" when it is within 1e-12 of |d_obs|, so that rounding cannot drop
+permutations equal in exact arithmetic to the observed one (the identity swap, or every swap when the models are
+identical).
 
 No confidence interval: a permutation test inverts no interval here, so ``low`` and ``high`` of the result are
 NaN by design (a percentile interval of d_obs - d_perm would be an interval under H0, not for the difference).
@@ -189,4 +191,4 @@ def paired_permutation_test(metric_fn: MetricFn, y_true, score_a, score_b, *, cl
         metric=metric or getattr(metric_fn, "__name__", "metric"), estimate_a=estimate_a, estimate_b=estimate_b,
         difference=estimate_a - estimate_b, low=math.nan, high=math.nan,
         p_value=(extreme + 1) / (n_permutations + 1), level=level, method="permutation", n_items=int(y.shape[0]),
-        n_clusters=n_units, n_resamples=n_permutations)
+        n_clusters=n_units, n_resamples=n_permutations, p_floor=1 / (n_permutations + 1))

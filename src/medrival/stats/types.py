@@ -26,7 +26,13 @@ class Interval:
 
 @dataclass(frozen=True)
 class PairedComparison:
-    """Metric of A, of B, and the difference A - B with its CI and a two-sided p-value (H0: no difference)."""
+    """Metric of A, of B, and the difference A - B with its CI and a two-sided p-value (H0: no difference).
+
+    ``p_floor``: the smallest p-value the procedure could have returned for this comparison, so that a reader (or
+    a verdict) can tell whether a multiple-comparison family could pass at all (Holm needs the smallest p below
+    alpha / m): 1/(n_permutations + 1) for the permutation test (a Monte Carlo count), 0.0 for the paired
+    bootstrap (its far tail is a normal tail, ``medrival.stats.bootstrap``) and DeLong (a normal test), NaN when
+    the p-value is undefined or the procedure does not record it."""
 
     metric: str
     estimate_a: float
@@ -40,6 +46,7 @@ class PairedComparison:
     n_items: int
     n_clusters: int
     n_resamples: int = 0
+    p_floor: float = float("nan")
 
     def as_dict(self) -> dict:
         return asdict(self)
