@@ -24,6 +24,7 @@ from medrival.methods.zero_shot import ZeroShotConfig, class_prompts, zero_shot_
 from medrival.metrics import compute_classification_metrics
 from medrival.models.factory import create_model
 from medrival.models.lora_targets import resolve_targets
+from medrival.models.split_attention import split_packed_attention
 
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")  # tiny models: one thread is fastest
@@ -83,16 +84,18 @@ def lora_run(generalist, pathology):
 def test_lora_trains_the_encoder_not_just_a_head(generalist, pathology, lora_run):
     method, output, _ = lora_run
     lora_b = _lora_b(method.network.backbone)
-    assert len(lora_b) == 12 and all(name.startswith("visual.") for name in lora_b)  # 3 blocks x (qkv, out, fc, proj)
+    assert len(lora_b) == 18 and all(name.startswith("visual.") for name in lora_b)  # 3 blocks x (q k v out fc proj)
     assert all(float(b.abs().max()) > 1e-4 for b in lora_b.values())  # every B left its zero initialisation
-    # Exact trainable count: r * (in + out) per adapted matrix (packed qkv, out_proj, c_fc, c_proj) + head K x D + K.
+    # Exact trainable count: r * (in + out) per adapted matrix (q, k, v, out_proj, c_fc, c_proj) + head K x D + K.
     r, blocks = 8, generalist.model.visual.transformer.resblocks
-    matrices = [m for b in blocks for m in (b.attn.in_proj_weight, b.attn.out_proj.weight, b.mlp.c_fc.weight,
-                                            b.mlp.c_proj.weight)]
+    matrices = [m for b in blocks for m in (*b.attn.in_proj_weight.chunk(3), b.attn.out_proj.weight,
+                                            b.mlp.c_fc.weight, b.mlp.c_proj.weight)]
     expected = sum(r * sum(m.shape) for m in matrices) + 2 * generalist.embed_dim + 2
-    assert output.trainable_parameters == expected == 27778
-    # The base weights stayed exactly frozen (peft's packed-attention unmerge would let them drift unpinned).
-    shared = dict(generalist.model.named_parameters())
+    assert output.trainable_parameters == expected == 32386
+    # The base weights stayed exactly frozen: the shared model's, split as LoRA splits packed attention.
+    shared = working_copy(generalist).model
+    split_packed_attention(shared, ["visual"])  # vision-only LoRA splits the adapted tower only
+    shared = dict(shared.named_parameters())
     base = {n.replace(".base_layer", ""): p for n, p in method.network.backbone.named_parameters() if ".lora_" not in n}
     assert base.keys() == shared.keys() and all(torch.equal(base[n], shared[n]) for n in base)
     # The adapted encoder's features are not the frozen model's.
@@ -193,16 +196,17 @@ def tiny_transformers_clip(request, tmp_path_factory, pathology):
     return TransformersClipModel(None, model, tokenizer, preprocess, f"tiny-{request.param}")
 
 
-def test_lora_on_transformers_towers_targets_q_and_v_trains_and_leaves_the_model_clean(tiny_transformers_clip,
-                                                                                        pathology):
+def test_lora_on_transformers_towers_targets_every_projection_trains_and_leaves_the_model_clean(
+        tiny_transformers_clip, pathology):
     model = tiny_transformers_clip
     params, features = _snapshot(model), model.encode_images(pathology["test"].images[:16]).numpy()
     method, output = _fit("lora", model, pathology, epochs=2, lr=3e-3)
-    assert sorted(method.targets) == sorted(f"vision_model.encoder.layers.{i}.self_attn.{p}_proj"
-                                            for i in range(2) for p in "qv")
+    assert sorted(method.targets) == sorted(f"vision_model.encoder.layers.{i}.{m}" for i in range(2) for m in (
+        "self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj", "self_attn.out_proj", "mlp.fc1", "mlp.fc2"))
     assert all(float(b.abs().max()) > 1e-4 for b in _lora_b(method.network.backbone).values())
-    # 4 adapted 32 x 32 matrices, r * (in + out) each, + head K x D + K (D: CLIP projects to 24, SigLIP keeps 32).
-    assert output.trainable_parameters == 4 * 8 * (32 + 32) + 2 * model.embed_dim + 2
+    # Per layer 4 adapted 32 x 32 matrices and the 32 <-> 64 MLP, r * (in + out) each, + head K x D + K
+    # (D: CLIP projects to 24, SigLIP keeps 32).
+    assert output.trainable_parameters == 2 * 8 * (4 * (32 + 32) + 2 * (32 + 64)) + 2 * model.embed_dim + 2
     _assert_untouched(model, params, features, pathology["test"].images[:16])
 
 
@@ -270,10 +274,11 @@ def test_early_stopping_and_epoch_zero_keep_the_zero_shot_start(generalist):
 def test_default_targets_per_tower_layout(generalist, tmp_path):
     from open_clip.model import CustomTextCLIP
 
-    model = generalist.model
+    model = working_copy(generalist).model
+    split_packed_attention(model)  # as inject_lora does on its working copy
     vision = resolve_targets(model, {"vision": model.visual})
-    assert vision == [f"visual.transformer.resblocks.{i}.{m}" for i in range(3) for m in ("attn", "mlp.c_fc",
-                                                                                           "mlp.c_proj")]
+    assert vision == [f"visual.transformer.resblocks.{i}.{m}" for i in range(3) for m in (
+        "attn.q_proj", "attn.k_proj", "attn.v_proj", "attn.out_proj", "mlp.c_fc", "mlp.c_proj")]
     text = resolve_targets(model, {"text": model.transformer})
     assert text == [name.replace("visual.", "") for name in vision]
     # BiomedCLIP's layout: a timm ViT trunk and a Hugging Face BERT text tower.
@@ -287,21 +292,22 @@ def test_default_targets_per_tower_layout(generalist, tmp_path):
                             text_cfg={"hf_model_name": str(tmp_path), "hf_model_pretrained": False,
                                       "hf_proj_type": "linear", "context_length": 16})
     towers = {"vision": custom.visual, "text": custom.text}
+    split_packed_attention(custom)
     names = resolve_targets(custom, towers)
     assert {n.split(".blocks.")[-1].split(".", 1)[-1] for n in names if n.startswith("visual.")} == {
-        "attn.qkv", "attn.proj", "mlp.fc1", "mlp.fc2"}
+        "attn.qkv.q_proj", "attn.qkv.k_proj", "attn.qkv.v_proj", "attn.proj", "mlp.fc1", "mlp.fc2"}
     assert {n.split(".layer.")[-1].split(".", 1)[-1] for n in names if n.startswith("text.")} == {
-        "attention.self.query", "attention.self.value"}
+        "attention.self.query", "attention.self.key", "attention.self.value", "attention.output.dense",
+        "intermediate.dense", "output.dense"}
 
 
 def test_bad_targets_and_options_are_clear_errors(generalist, pathology):
-    model = generalist.model
-    with pytest.raises(ConfigError, match=r"\['q_proj'\] match no adaptable module.*visual.transformer"):
-        resolve_targets(model, {"vision": model.visual}, ["q_proj"])
-    with pytest.raises(ConfigError, match="never calls the module"):
-        resolve_targets(model, {"vision": model.visual}, ["attn.out_proj"])
-    with pytest.raises(ConfigError, match="q_proj"):  # raised by fit, before any training
-        _fit("lora", generalist, pathology, target_modules=["q_proj"])
+    model = working_copy(generalist).model
+    split_packed_attention(model)
+    with pytest.raises(ConfigError, match=r"\['self_attn'\] match no adaptable module.*visual.transformer"):
+        resolve_targets(model, {"vision": model.visual}, ["self_attn"])
+    with pytest.raises(ConfigError, match="self_attn"):  # raised by fit, before any training
+        _fit("lora", generalist, pathology, target_modules=["self_attn"])
     for options, message in [({"rank": 0}, "rank"), ({"tower": "image"}, "tower"), ({"precision": "fp16"}, "fp16"),
                              ({"patience": 0}, "patience"), ({"epochs": -1}, "epochs"), ({"lr": 0}, "lr")]:
         with pytest.raises(ConfigError, match=message):
@@ -318,37 +324,3 @@ def test_a_trainable_parameter_off_the_forward_path_is_refused(generalist, patho
     pixels = generalist.preprocess(pathology["train"].images[:2])
     with pytest.raises(MedrivalError, match="1 trainable parameter.*logit_scale"):
         check_gradients_reach(network, pixels, "fp32")
-
-
-def test_peft_packed_attention_quirks_are_pinned():
-    """Canary for peft's LoRA on nn.MultiheadAttention (what open_clip's default targets rely on): in 0.21 the
-    out_proj update is applied twice (peft PR #3774), and pinning keeps the frozen weights bit-exact across forwards.
-    If peft changes the first, saved adapters on packed attention change meaning: revisit lora_targets' notes."""
-    import copy
-
-    import peft
-
-    from medrival.methods.lora import pin_multihead_base_weights
-
-    torch.manual_seed(0)
-    plain = torch.nn.MultiheadAttention(8, 2, batch_first=True)
-    holder = torch.nn.Sequential()
-    holder.add_module("attn", copy.deepcopy(plain))
-    peft.inject_adapter_in_model(peft.LoraConfig(r=2, lora_alpha=4, target_modules=["attn"]), holder)
-    assert pin_multihead_base_weights(holder) == 1
-    layer = holder.attn
-    with torch.no_grad():
-        for name, parameter in holder.named_parameters():
-            if "lora_B" in name:
-                parameter.copy_(0.1 * torch.randn_like(parameter))
-    x = torch.randn(3, 5, 8)
-    out = layer(x, x, x, need_weights=False)[0]
-    reference = copy.deepcopy(plain)
-    with torch.no_grad():
-        reference.in_proj_weight += layer.get_delta_weight("default")
-        reference.out_proj.weight += 2 * layer.get_base_layer().out_proj.get_delta_weight("default")
-    torch.testing.assert_close(out, reference(x, x, x, need_weights=False)[0], atol=1e-6, rtol=0)
-    for _ in range(20):
-        layer(x, x, x, need_weights=False)
-    assert torch.equal(layer.get_base_layer().in_proj_weight, plain.in_proj_weight)
-    assert torch.equal(layer.get_base_layer().out_proj.get_base_layer().weight, plain.out_proj.weight)

@@ -4,20 +4,24 @@ Adapters are injected into a deep copy of the model (the shared one stays bit-id
 Vision-only: logits come from the (optionally trained) head initialised from the zero-shot text embeddings.
 With the text tower adapted, class weights are recomputed from the class prompts through the adapted text tower at
 every step. Text-only LoRA leaves the image tower frozen, so its image features come from the shared feature cache.
-Default target modules per tower layout live in ``medrival.models.lora_targets``.
+Default target modules per tower layout live in ``medrival.models.lora_targets``: the same six projections of
+every block whichever library serves the model, packed attention split first so that each update is scaled alpha/r
+once. ``lora_budget`` gives a configuration's LoRA size without training; a fitted method reports it as
+``lora_parameters`` in its extras, which a study cell stores in its record's ``cost`` (beside ``trainable_params``,
+which also counts the classifier head).
 """
 from __future__ import annotations
 
 import re
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Iterable, NamedTuple
 
 from medrival.core.errors import ConfigError
 from medrival.methods.base import TRAINS_ENCODER, METHODS, MethodSpec
 from medrival.methods.training import (EncoderTrainingMethod, TrainingConfig, build_classifier, check_training_config,
                                        head_parameters, working_copy)
-from medrival.models.lora_targets import TOWERS, resolve_targets
+from medrival.models.lora_targets import TOWERS, resolve_targets, tower_prefix
 
 
 @dataclass
@@ -31,9 +35,12 @@ class LoraConfig(TrainingConfig):
     dropout: float = field(default=0.1, metadata={"help": "Dropout on the LoRA branch's input during training."})
     target_modules: tuple[str, ...] | None = field(
         default=None, metadata={"help": "Module-name suffixes to adapt inside the chosen tower(s) (e.g. "
-                                        "['q_proj', 'v_proj']); default: per layout (open_clip: attn + mlp.c_fc + "
-                                        "mlp.c_proj; timm ViT: attn.qkv/proj + mlp.fc1/fc2; transformers CLIP/"
-                                        "SigLIP: q_proj + v_proj; BERT: query + value)."})
+                                        "['q_proj', 'v_proj']); default: attention q, k, v, output and both MLP "
+                                        "layers of every block, in every layout (open_clip: attn.q_proj/k_proj/"
+                                        "v_proj/out_proj + mlp.c_fc/c_proj; timm ViT: attn.qkv.q_proj/k_proj/"
+                                        "v_proj + attn.proj + mlp.fc1/fc2; transformers CLIP/SigLIP: self_attn."
+                                        "q/k/v/out_proj + mlp.fc1/fc2; BERT: attention.self.query/key/value + "
+                                        "attention.output.dense + intermediate.dense + output.dense)."})
     train_head: bool = field(
         default=True, metadata={"help": "Vision-only LoRA: also train the classifier head (initialised from the "
                                         "zero-shot text embeddings); false keeps the zero-shot head fixed."})
@@ -64,46 +71,86 @@ def adapted_towers(adapter, tower: str) -> dict[str, Any]:
 
 
 def inject_lora(adapter, config: LoraConfig) -> list[str]:
-    """Add LoRA adapters to ``adapter.model`` in place (call on a working copy); returns the adapted modules."""
+    """Add LoRA adapters to ``adapter.model`` in place (call on a working copy); returns the adapted modules.
+
+    Packed attention in the adapted tower(s) is split into separate Linear layers first (same outputs), so that
+    peft wraps only ordinary layers: every update is scaled alpha/r once and q, k, v get a rank-r pair each, as
+    in every serving library (``medrival.models.lora_targets``)."""
+    towers = adapted_towers(adapter, config.tower)
+    return _inject(adapter.model, towers, config.rank, config.alpha, config.dropout, config.target_modules)
+
+
+def _inject(model, towers: dict[str, Any], rank: int, alpha: float, dropout: float,
+            target_modules: tuple[str, ...] | None) -> list[str]:
     import peft
 
-    targets = resolve_targets(adapter.model, adapted_towers(adapter, config.tower), config.target_modules)
-    # A regex of exact full names: peft matches a list by suffix, so the list entry "transformer.resblocks.0.attn"
-    # (text tower) would also adapt "visual.transformer.resblocks.0.attn".
+    from medrival.models.split_attention import split_packed_attention
+
+    split_packed_attention(model, [tower_prefix(model, module) for module in towers.values()])
+    targets = resolve_targets(model, towers, target_modules)
+    # A regex of exact full names: peft matches a list by suffix, so the list entry "transformer.resblocks.0.mlp.c_fc"
+    # (text tower) would also adapt "visual.transformer.resblocks.0.mlp.c_fc".
     exact_names = "|".join(re.escape(name) for name in targets)
-    lora_config = peft.LoraConfig(r=config.rank, lora_alpha=config.alpha, lora_dropout=config.dropout,
+    lora_config = peft.LoraConfig(r=rank, lora_alpha=alpha, lora_dropout=dropout,
                                   target_modules=f"(?:{exact_names})", bias="none")
-    peft.inject_adapter_in_model(lora_config, adapter.model)
-    pin_multihead_base_weights(adapter.model)
+    peft.inject_adapter_in_model(lora_config, model)
     return targets
 
 
-def pin_multihead_base_weights(module) -> int:
-    """Keep the frozen weights of LoRA-wrapped ``nn.MultiheadAttention`` layers exactly frozen.
+class LoraBudget(NamedTuple):
+    parameters: int  # trainable LoRA parameters (the A and B matrices; the classifier head not included)
+    modules: int  # adapted modules
 
-    peft 0.21 runs such a layer by merging (W + dW into new tensors), calling the attention, then unmerging by
-    subtraction, (W + dW) - dW, which is W only up to rounding: the "frozen" weights drift a little at every forward
-    pass, so a trained copy and a reloaded one disagree (~1e-6 here). The original tensors are never written to, so
-    re-registering them after each forward pass keeps the base bit-exact. Returns the number of layers pinned."""
-    import torch.nn as nn
-    from peft.tuners.lora.layer import MultiheadAttention as LoraMultiheadAttention
 
-    layers = [m for m in module.modules() if isinstance(m, LoraMultiheadAttention)]
-    for layer in layers:
-        attention = layer.get_base_layer()
-        out_projection = attention.out_proj.get_base_layer()
-        originals = (attention.in_proj_weight, out_projection.weight)
+def lora_budget(model_or_adapter, rank: int = 8, tower: str = "vision",
+                target_modules: Iterable[str] | None = None) -> LoraBudget:
+    """The LoRA parameters and modules that ``lora`` with these options trains, without training or copying
+    weights: the same injection runs on a skeleton of the model whose tensors live on the meta device.
 
-        def restore(_module, _inputs, _output, attention=attention, out_projection=out_projection,
-                    originals=originals):
-            for owner, name, original in ((attention, "in_proj_weight", originals[0]),
-                                          (out_projection, "weight", originals[1])):
-                delattr(owner, name)
-                owner.register_parameter(name, original if isinstance(original, nn.Parameter)
-                                         else nn.Parameter(original, requires_grad=False))
+    ``model_or_adapter``: a contrastive adapter (``.model``, ``.image_tower``, ``.text_tower``) or a bare open_clip /
+    transformers model. The method records the same count as ``lora_parameters`` in its extras (a cell's ``cost``).
+    """
+    if tower not in TOWERS:
+        raise ConfigError(f"lora_budget: tower must be one of {TOWERS}, got {tower!r}. Fix: pass one of them.")
+    model, towers = _model_and_towers(model_or_adapter, tower)
+    prefixes = {name: tower_prefix(model, module) for name, module in towers.items()}
+    skeleton = _meta_skeleton(model)
+    skeleton_towers = {name: skeleton.get_submodule(prefix) for name, prefix in prefixes.items()}
+    targets = _inject(skeleton, skeleton_towers, rank, 1.0, 0.0,
+                      None if target_modules is None else tuple(target_modules))
+    return LoraBudget(sum(p.numel() for p in lora_parameters(skeleton)), len(targets))
 
-        layer.register_forward_hook(restore)
-    return len(layers)
+
+def _model_and_towers(model_or_adapter, tower: str) -> tuple[Any, dict[str, Any]]:
+    """(model, {"vision": module, "text": module}) of an adapter, or of a bare open_clip / transformers model."""
+    if hasattr(model_or_adapter, "image_tower"):
+        return model_or_adapter.model, adapted_towers(model_or_adapter, tower)
+    model = model_or_adapter
+    found = {"vision": next((getattr(model, a) for a in ("visual", "vision_model") if hasattr(model, a)), None),
+             "text": next((getattr(model, a) for a in ("text", "transformer", "text_model") if hasattr(model, a)),
+                          None)}
+    wanted = ("vision", "text") if tower == "both" else (tower,)
+    missing = [name for name in wanted if found[name] is None]
+    if missing:
+        raise ConfigError(f"lora_budget: found no {'/'.join(missing)} tower in {type(model).__name__}. Expected an "
+                          "adapter or an open_clip/transformers CLIP-style model (visual/vision_model and "
+                          "text/transformer/text_model). Fix: pass the adapter that serves the model.")
+    return model, {name: found[name] for name in wanted}
+
+
+def _meta_skeleton(model):
+    """A deep copy of ``model`` whose parameters and buffers are empty meta-device tensors (no memory used)."""
+    import copy
+
+    import torch
+
+    memo: dict[int, Any] = {}
+    for parameter in model.parameters():
+        memo[id(parameter)] = torch.nn.Parameter(torch.empty_like(parameter, device="meta"),
+                                                 requires_grad=parameter.requires_grad)
+    for buffer in model.buffers():
+        memo[id(buffer)] = torch.empty_like(buffer, device="meta")
+    return copy.deepcopy(model, memo)
 
 
 def lora_parameters(module) -> list:
@@ -120,7 +167,9 @@ class Lora(EncoderTrainingMethod):
         network = build_classifier(adapter, class_init, prompts if text_trains else None,
                                    cached_features=self.config.tower == "text")
         network.freeze_norm_statistics = True  # the base encoder stays frozen, BatchNorm statistics included
-        for parameter in lora_parameters(network.backbone):
+        adapter_parameters = lora_parameters(network.backbone)
+        self.lora_count = int(sum(p.numel() for p in adapter_parameters))
+        for parameter in adapter_parameters:
             parameter.requires_grad_(True)
         if self.config.train_head and not text_trains:
             for parameter in head_parameters(network):
@@ -130,26 +179,13 @@ class Lora(EncoderTrainingMethod):
         return network
 
     def _extras(self) -> dict[str, Any]:
-        return {**super()._extras(), "adapted_modules": len(self.targets)}
+        # lora_parameters: the adapter's size alone (trainable_params adds the head), to compare paired arms.
+        return {**super()._extras(), "adapted_modules": len(self.targets), "lora_parameters": self.lora_count}
 
     def _chosen(self) -> dict[str, Any]:
         import peft
 
         return {**super()._chosen(), "peft_version": peft.__version__}
-
-    def _check_loaded(self, chosen: dict[str, Any]) -> None:
-        """peft's LoRA on nn.MultiheadAttention applies the out_proj update twice in 0.21 (peft PR #3774 fixes
-        it): adapters trained on packed attention may predict differently under another peft version."""
-        import warnings
-
-        import peft
-
-        saved = chosen.get("peft_version")
-        if saved != peft.__version__ and any(name.endswith(".attn") for name in self.targets):
-            warnings.warn(f"this LoRA checkpoint was trained with peft {saved} and is loaded with peft "
-                          f"{peft.__version__}; its adapters on nn.MultiheadAttention layers may act differently "
-                          f"(peft changed how their out_proj update is applied). Re-check its predictions.",
-                          stacklevel=3)
 
     def _state_arrays(self) -> dict[str, Any]:
         from peft import get_peft_model_state_dict
@@ -168,7 +204,9 @@ class Lora(EncoderTrainingMethod):
         expected = set(get_state_names(self.network.backbone))
         if set(state) != expected:
             raise DataError(f"this LoRA checkpoint does not fit the model: {len(set(state) ^ expected)} adapter "
-                            "tensors differ in name; load it over the model (and tower/targets) it was trained on.")
+                            "tensors differ in name; load it over the model (and tower/targets) it was trained on. "
+                            "Checkpoints saved before packed attention was split (adapters on '...attn' modules) "
+                            "must be retrained.")
         set_peft_model_state_dict(self.network.backbone, state)
 
 
