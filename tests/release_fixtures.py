@@ -70,6 +70,7 @@ ANNOTATION_WRITERS: dict[str, Writer] = {
     "ham10000-malignant": _annotations("test_releases_ham10000", "write_release"),
     "camelyon17-wilds": _annotations("test_releases_camelyon17", "write_release"),
     "vqa-rad": _annotations("test_releases_vqa_rad", "write_vqa_rad"),
+    "vqa-rad-image-disjoint": _annotations("test_releases_vqa_rad", "write_vqa_rad"),
     "slake": _annotations("test_releases_slake", "write_slake"),
     "pathvqa": _annotations("test_releases_pathvqa", "write_pickles"),
     "pmc-vqa": _annotations("test_releases_pmcvqa", "write_pmcvqa_fixture"),

@@ -7,6 +7,7 @@ against the real configs; at load time the preprocessing always comes from the c
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from typing import Literal, Optional
 from urllib.parse import urlsplit
 
@@ -244,6 +245,35 @@ class Preprocessing(BaseModel):
     std: tuple[float, float, float]
 
 
+ExposureContent = Literal["images", "questions", "both"]
+_CONTENT_WORDS = {"images": "images", "questions": "questions", "both": "images and questions"}
+
+
+class TrainedOn(BaseModel):
+    """One dataset or corpus a checkpoint was trained on that holds a benchmark's images or questions.
+
+    Only facts a public source states: ``source`` is the key of a row in ``models/cards/SOURCES.md`` (checked by
+    ``tests/test_exposure.py``). ``name`` is a registered dataset release (``vqa-rad``, never a variant such as
+    ``vqa-rad-image-disjoint``) or a corpus declared in ``medrival.data.zoo.exposure.CORPORA`` (``PMC-OA``);
+    names are checked against those by ``medrival.data.zoo.exposure.check_trained_on`` (core cannot see data).
+    """
+
+    model_config = ConfigDict(extra="forbid")
+    name: str = Field(description="A registered dataset release (e.g. vqa-rad) or a declared corpus (e.g. PMC-OA).")
+    contains: ExposureContent = Field(
+        description="What of it the checkpoint saw: images (images with their captions, reports or labels), "
+                    "questions (the question-answer text), or both (the dataset's own items).")
+    source: str = Field(description="Key of the SOURCES.md row that states it.")
+    note: str = Field("", description="Qualification, e.g. 'training split' or 'via LLaVA-Med alignment data'.")
+
+    @field_validator("name", "source")
+    @classmethod
+    def _not_blank(cls, value: str) -> str:
+        if not value.strip():
+            raise ValueError("trained_on entries need a non-empty name and source.")
+        return value.strip()
+
+
 class ModelCard(BaseModel):
     model_config = ConfigDict(extra="forbid")
     id: str = Field(description="Name used in studies and on the command line.")
@@ -255,6 +285,10 @@ class ModelCard(BaseModel):
     preprocessing: Optional[Preprocessing] = Field(None, description="Documented preprocessing (contract-checked).")
     pretraining_modalities: list[str] = Field(description="Modalities seen in pretraining (controlled vocabulary).")
     pretraining_corpora: list[str] = Field(default_factory=list)
+    trained_on: list[TrainedOn] = Field(
+        default_factory=list,
+        description="Datasets and corpora known, from a cited source, to contain a benchmark's images or questions; "
+                    "empty means none is documented (not that none was seen).")
     generalist_counterpart: Optional[str] = Field(
         None, description="For a specialist: the generalist it is paired with (same architecture/size class).")
     licence: str
@@ -286,6 +320,10 @@ class ModelCard(BaseModel):
         if self.source.kind == API_KIND and self.family != "generative":
             raise ValueError(f"card {self.id!r}: source kind {API_KIND} serves generative (text-answering) models "
                              "only; set family: generative.")
+        names = [entry.name for entry in self.trained_on]
+        if len(set(names)) != len(names):
+            raise ValueError(f"card {self.id!r}: trained_on names {sorted({n for n in names if names.count(n) > 1})} "
+                             "more than once; give each dataset or corpus one entry (contains: both covers both).")
         if self.source.kind in HUB_KINDS and self.architecture is None:
             raise ValueError(f"card {self.id!r} loads from the Hub and needs an 'architecture' section.")
         self._check_family_and_class()
@@ -329,3 +367,53 @@ def domain_of(card: ModelCard, dataset: DatasetInfo) -> str:
     "ID" when all of its modalities were, "OOD" when none was, and "mixed" otherwise."""
     seen = [m in card.pretraining_modalities for m in dataset.modalities]
     return "ID" if all(seen) else "OOD" if not any(seen) else "mixed"
+
+
+# ------------------------------------------------------------------------------------------------- exposure
+@dataclass(frozen=True)
+class ImageLink:
+    """Another dataset or corpus that shares images with a dataset: ``direction`` "source" when the dataset's images
+    come from ``name`` (PMC-VQA's from PMC-OA), "derived" when ``name`` took some of its images from the dataset
+    (SLAKE's chest X-rays from NIH ChestX-ray14). ``likely`` marks overlap inferred from both drawing on one pool
+    (PMC-15M and PMC-OA both collect PubMed Central figures), not stated by a source."""
+
+    name: str
+    direction: Literal["source", "derived"]
+    source: str  # SOURCES.md key of the statement
+    likely: bool = False
+
+
+@dataclass(frozen=True)
+class DatasetLineage:
+    """What exposure needs to know of a dataset: its name, the release it is a variant of (same images and
+    questions: a re-split, relabelling or resize), and the datasets or corpora it shares images with. Built by
+    ``medrival.data.zoo.exposure.dataset_lineage`` from the dataset entries; core cannot read them itself."""
+
+    name: str
+    parent: Optional[str] = None
+    image_links: tuple[ImageLink, ...] = ()
+
+    @property
+    def release(self) -> str:
+        return self.parent or self.name
+
+
+def exposure_of_lineage(card: ModelCard, lineage: DatasetLineage) -> tuple[str, ...]:
+    """Why ``card``'s training data overlaps the dataset ``lineage`` describes: one reason per overlapping
+    ``trained_on`` entry, empty when none is documented. A variant shares its release's exposure; another dataset
+    or corpus counts through a shared-image link, for images only (its questions are not this benchmark's)."""
+    reasons = []
+    for entry in card.trained_on:
+        if entry.name == lineage.release:
+            reasons.append(f"trained on {entry.name} {_CONTENT_WORDS[entry.contains]} (source: {entry.source})")
+        elif entry.contains != "questions":
+            reasons += [_link_reason(entry, lineage.release, link) for link in lineage.image_links
+                        if link.name == entry.name]
+    return tuple(reasons)
+
+
+def _link_reason(entry: TrainedOn, release: str, link: ImageLink) -> str:
+    hedge = "likely " if link.likely else ""
+    shared = (f"{hedge}a source of {release}'s images" if link.direction == "source"
+              else f"which {hedge}took images from {release}")
+    return f"trained on {entry.name} images, {shared} (source: {entry.source}; link: {link.source})"

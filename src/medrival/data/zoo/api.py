@@ -75,7 +75,7 @@ def check_release(name: str, root: str | Path | None = None, *, annotations_only
     index = _read_cached(name, str(resolved))
     summary = {"dataset": name, "root": str(resolved), "task": entry.info.task.value,
                "modality": entry.info.modality, "licence": entry.info.licence, **index.counts(),
-               "notes": list(index.notes)}
+               "notes": [*entry.notes, *index.notes]}
     if entry.is_vqa:
         from medrival.data.zoo.vqa_check import vqa_form_report
 

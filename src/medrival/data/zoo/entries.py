@@ -40,6 +40,12 @@ class ReleaseEntry:
     obtain: tuple[str, ...]  # exact steps a person follows to get the files
     download: Callable[[Path], None] | None = None  # fetches the files where the host allows it
     custom: bool = False  # registered at run time from the user's own files (manifest, image folder, VQA file)
+    # The release this entry is a variant of: same images (and questions), re-split, relabelled or resized. Training
+    # exposure follows it (medrival.data.zoo.exposure), so it is declared, never guessed from the name.
+    parent: str | None = None
+    # Facts about the release a user must know before trusting its split (leakage, clusters), known without the
+    # files; `datasets check` prints them before the notes the reader computes from the files.
+    notes: tuple[str, ...] = ()
 
     @property
     def name(self) -> str:

@@ -29,7 +29,7 @@ def _fundus_entries() -> list[ReleaseEntry]:
         info = make_info(name, task, "fundus", classes, papila.LICENCE, papila.SOURCE,
                          f"PAPILA fundus photographs, glaucoma (suspects: {suspects}); split by patient.")
         entries.append(ReleaseEntry(info, "papila", partial(papila.read_papila, suspects=suspects),
-                                    obtain=_PAPILA_STEPS))
+                                    obtain=_PAPILA_STEPS, parent=None if name == "papila" else "papila"))
     for image_key, (name, release, modality) in fairvlmed.IMAGE_KEYS.items():
         info = make_info(name, TaskKind.BINARY, modality, fairvlmed.CLASS_NAMES, fairvlmed.LICENCE,
                          fairvlmed.SOURCE, f"{release} glaucoma from the {image_key} arrays; official split; "
@@ -49,8 +49,9 @@ def _kermany_entries() -> list[ReleaseEntry]:
         kind = TaskKind.BINARY if len(classes) == 2 else TaskKind.MULTICLASS
         info = make_info(name, kind, modality, classes, kermany.LICENCE, kermany.SOURCE,
                          f"Kermany 2018 {what}; validation carved from train by patient.")
+        parent = "kermany-cxr" if name == "kermany-cxr-3class" else None  # same radiographs, 3 labels
         entries.append(ReleaseEntry(info, "kermany", partial(kermany.read_kermany, part=part, task=task),
-                                    obtain=_KERMANY_STEPS))
+                                    obtain=_KERMANY_STEPS, parent=parent))
     return entries
 
 
@@ -63,7 +64,8 @@ def _multiple_choice_vqa_entries() -> list[ReleaseEntry]:
                          f"{what}: 4-option multiple-choice questions on PubMed Central figures.")
         entries.append(ReleaseEntry(info, "pmc-vqa", partial(pmcvqa.load_pmcvqa, **options), obtain=(
             f"medrival prepare {name} (Hugging Face dataset xmcmic/PMC-VQA: CSVs + images.zip/figures.zip)",),
-            download=partial(hf_dataset_download, repo="xmcmic/PMC-VQA", unzip=("images.zip", "images_2.zip"))))
+            download=partial(hf_dataset_download, repo="xmcmic/PMC-VQA", unzip=("images.zip", "images_2.zip")),
+            parent=None if name == "pmc-vqa" else "pmc-vqa"))
     modalities = ",".join(dict.fromkeys(omnimedvqa.MODALITY_TYPES.values()))
     info = make_info("omnimedvqa", TaskKind.VQA, modalities, (), omnimedvqa.LICENCE, omnimedvqa.SOURCE,
                      "OmniMedVQA open-access part: multiple-choice questions over 12 modalities (test only).")

@@ -13,10 +13,23 @@ from medrival.data.zoo.downloads import download_medmnist, hf_dataset_download
 from medrival.data.zoo.entries import ReleaseEntry, make_info
 
 
+# MedMNIST ships arrays and labels only, so no statistic can group images of one patient or lesion.
+MEDMNIST_CLUSTER_NOTE = (
+    "No patient, lesion or source-volume ids in the MedMNIST files: clustered statistics use each image as its own "
+    "cluster (cluster = image), so several images of one patient or lesion count as independent evidence; whether "
+    "the official split keeps a patient's images together depends on the flag's source (MedMNIST v2 paper).")
+DERMAMNIST_LEAKAGE_NOTE = (
+    "DermaMNIST holds HAM10000's 10,015 dermatoscopic images split 7:1:2 by image, not by lesion; HAM10000 has "
+    "several images of many lesions (lesion_id), so one lesion can be in train and test and near-duplicate images "
+    "leak across the official split (Abhishek et al., Sci. Data 2025). Use ham10000 (split by lesion) when it matters.")
+FLAG_NOTES = {"dermamnist": (DERMAMNIST_LEAKAGE_NOTE,)}
+
+
 def _medmnist_entries() -> list[ReleaseEntry]:
     entries = []
     for flag, table in INFO.items():
         classes = medmnist.info_class_names(table)
+        notes = (MEDMNIST_CLUSTER_NOTE, *FLAG_NOTES.get(flag, ()))
         for size in medmnist.SIZES:
             name = flag if size == 28 else f"{flag}_{size}"
             info = make_info(name, medmnist.INFO_TASKS[table["task"]], medmnist.MODALITY[flag], classes,
@@ -27,7 +40,8 @@ def _medmnist_entries() -> list[ReleaseEntry]:
                 info, "medmnist", partial(medmnist.read_medmnist, flag=flag, size=size),
                 obtain=(f"medrival prepare {name}   (uses the medmnist package: pip install 'medrival[download]')",
                         f"or download {file} from https://zenodo.org/records/10519652 into <root>/"),
-                download=partial(download_medmnist, flag=flag, size=size)))
+                download=partial(download_medmnist, flag=flag, size=size),
+                parent=None if size == 28 else flag, notes=notes))
     return entries
 
 
@@ -48,7 +62,7 @@ def _chest_entries() -> list[ReleaseEntry]:
             "register and accept the research use agreement at "
             "https://stanfordmlgroup.github.io/competitions/chexpert/",
             "download CheXpert-v1.0-small.zip and unzip it into <root> (train.csv and valid.csv inside "
-            "CheXpert-v1.0-small/ or directly in <root>)")))
+            "CheXpert-v1.0-small/ or directly in <root>)"), parent="chexpert" if suffix else None))
     return entries
 
 
@@ -65,12 +79,24 @@ def _skin_and_pathology_entries() -> list[ReleaseEntry]:
                          camelyon17.SOURCE, "Camelyon17-WILDS 96 px patches; test hospital 2, OOD val hospital 1.")
     return [
         ReleaseEntry(dx, "ham10000", partial(ham10000.read_ham10000, task="dx"), obtain=steps),
-        ReleaseEntry(malignant, "ham10000", partial(ham10000.read_ham10000, task="malignant"), obtain=steps),
+        ReleaseEntry(malignant, "ham10000", partial(ham10000.read_ham10000, task="malignant"), obtain=steps,
+                     parent="ham10000"),
         ReleaseEntry(camelyon, "camelyon17_v1.0", camelyon17.read_camelyon17, obtain=(
             "pip install wilds; python -c \"from wilds import get_dataset; "
             "get_dataset('camelyon17', download=True, root_dir='<data dir>')\"",
             "or download camelyon17_v1.0/archive.tar.gz from https://worksheets.codalab.org (WILDS) and extract it "
             "into <root> (metadata.csv and patches/ inside)"))]
+
+
+# Measured by medrival on the full official JSON (2,248 questions, 314 images; tests/test_vqa_rad_image_disjoint.py).
+VQA_RAD_OVERLAP_NOTE = (
+    "The official split is by question, not image: on the full OSF release 446 of the 451 test questions are about "
+    "images that also have train questions (202 of the 203 test images), so training on train (vqa_lora, or a model "
+    "whose training mix holds VQA-RAD) sees the test images. vqa-rad-image-disjoint re-splits by image.")
+VQA_RAD_DISJOINT_NOTE = (
+    "Same files as vqa-rad, split by image: every question about an official test image is test (official train "
+    "questions about those images included), other images go to train or val (10 % of images, seeded hash). On the "
+    "full release: train 670 / val 64 / test 1,514 questions on 101 / 10 / 203 images.")
 
 
 def _vqa_entries() -> list[ReleaseEntry]:
@@ -80,10 +106,14 @@ def _vqa_entries() -> list[ReleaseEntry]:
                            "SLAKE 1.0 English questions on CT, MRI and X-ray images.")
     path_info = make_info("pathvqa", TaskKind.VQA, "pathology", (), pathvqa.LICENCE, pathvqa.SOURCE,
                           "PathVQA: questions on pathology images (release pickles or HF parquet).")
+    disjoint = make_info("vqa-rad-image-disjoint", TaskKind.VQA, "ct,mri,xray", (), vqa_rad.LICENCE, vqa_rad.SOURCE,
+                         "VQA-RAD re-split by image: val and test images never appear in train (same files).")
+    rad_steps = ("download 'VQA_RAD Dataset Public.json' and 'VQA_RAD Image Folder' from https://osf.io/89kps/ "
+                 "into <root>",)
     return [
-        ReleaseEntry(rad, "vqa-rad", vqa_rad.load_vqa_rad, obtain=(
-            "download 'VQA_RAD Dataset Public.json' and 'VQA_RAD Image Folder' from https://osf.io/89kps/ "
-            "into <root>",)),
+        ReleaseEntry(rad, "vqa-rad", vqa_rad.load_vqa_rad, obtain=rad_steps, notes=(VQA_RAD_OVERLAP_NOTE,)),
+        ReleaseEntry(disjoint, "vqa-rad", vqa_rad.load_vqa_rad_image_disjoint, obtain=rad_steps, parent="vqa-rad",
+                     notes=(VQA_RAD_DISJOINT_NOTE,)),
         ReleaseEntry(slake_info, "slake", slake.load_slake, obtain=(
             "medrival prepare slake (Hugging Face dataset BoKelvin/SLAKE: JSON files + imgs.zip, unzipped)",
             "or download from https://www.med-vqa.com/slake/ and unzip into <root> (train.json, validate.json, "
