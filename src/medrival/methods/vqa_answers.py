@@ -14,7 +14,7 @@ import numpy as np
 
 from medrival.core.errors import ConfigError
 from medrival.core.types import VQASplit
-from medrival.core.prompts import DEFAULT_MAX_NEW_TOKENS, training_answer, vqa_prompt
+from medrival.core.prompts import DEFAULT_MAX_NEW_TOKENS, DEFAULT_PROMPT_SET, training_answer, vqa_prompt
 
 YES_NO_OPTIONS = ("yes", "no")
 
@@ -71,9 +71,11 @@ def question_images(split: VQASplit, rows: np.ndarray | None = None) -> list[np.
     return images
 
 
-def question_prompts(split: VQASplit) -> list[str]:
-    """Every question's user turn under its form (choice and multiple choice list their options)."""
-    return [vqa_prompt(q, form, options) for q, form, options in zip(split.questions, split.forms, split.options)]
+def question_prompts(split: VQASplit, template_set: str = DEFAULT_PROMPT_SET) -> list[str]:
+    """Every question's user turn under its form (choice and multiple choice list their options), worded by the
+    prompt set ``template_set`` (``medrival.core.prompts.VQA_TEMPLATE_SETS``)."""
+    return [vqa_prompt(q, form, options, template_set)
+            for q, form, options in zip(split.questions, split.forms, split.options)]
 
 
 def training_answers(split: VQASplit) -> list[str]:
@@ -88,9 +90,11 @@ def token_limits(split: VQASplit, config: VQAGenerationConfig) -> list[int]:
     return [by_form[form] for form in split.forms]
 
 
-def answer_questions(model, split: VQASplit, config: VQAGenerationConfig) -> VQAOutput:
-    """Generate an answer to every question and, for yes/no ones, score yes/no."""
-    images, prompts = question_images(split), question_prompts(split)
+def answer_questions(model, split: VQASplit, config: VQAGenerationConfig,
+                     template_set: str = DEFAULT_PROMPT_SET) -> VQAOutput:
+    """Generate an answer to every question and, for yes/no ones, score yes/no; questions are worded by the
+    prompt set ``template_set`` (the default set unless a method chose another)."""
+    images, prompts = question_images(split), question_prompts(split, template_set)
     responses = model.generate(images, prompts, max_new_tokens=token_limits(split, config),
                                batch_size=config.batch_size)
     failures = list(getattr(model, "failures", []))

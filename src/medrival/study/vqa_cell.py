@@ -56,6 +56,12 @@ def vqa_metrics(frame: pd.DataFrame) -> dict[str, float]:
     return metrics
 
 
+def prompt_set_vqa_metrics(split: VQASplit, set_outputs: dict[str, VQAOutput]) -> dict[str, dict[str, float]]:
+    """Each prompt set's test metrics (rules only: no extractor, no judge), from the answers a method with
+    ``prompt_sensitivity`` returns: a spread for the report, never used to choose."""
+    return {name: vqa_metrics(score_vqa(split, output)) for name, output in set_outputs.items()}
+
+
 def fit_and_answer(cell: CellSpec, context, method) -> tuple[VQAOutput, VQASplit, dict]:
     """Fit ``method`` on the cell's train/val questions and answer the test questions."""
     model = context.model(cell.model, cell.weights)
