@@ -10,21 +10,30 @@ from rich.markup import escape
 from rich.table import Table
 
 from medrival.cli.app import app
+from medrival.metrics.registry import metric_names, metric_spec  # light: names only, no NumPy
+
+# The choices, read from the metric registry: classification metrics the bootstrap evaluates by name, and the
+# per-question VQA columns (the headline ones are the default).
+BOOTSTRAPPED = tuple(f"{name} (lower is better)" if not metric_spec(name).higher_is_better else name
+                     for name in metric_names(bootstrap="weighted"))
+VQA_PER_ITEM = metric_names(source="score_answers")
+VQA_HEADLINE = metric_names(source="score_answers", headline=True)
+VQA_LOWER = tuple(name for name in VQA_PER_ITEM if not metric_spec(name).higher_is_better)
 
 
 @app.command("compare")
 def compare(results_dir: Path = typer.Argument(..., help="A study's results folder (holding results.sqlite)."),
             a: str = typer.Option(..., "--a", help="MODEL, MODEL:METHOD, MODEL:METHOD@BUDGET or a cell id."),
             b: str = typer.Option(..., "--b", help="The other side, written the same way."),
-            metric: str = typer.Option("auroc", "--metric", help="auroc, accuracy, balanced_accuracy, macro_f1, "
-                                                                 "brier."),
+            metric: str = typer.Option("auroc", "--metric", help=f"Classification datasets: one of "
+                                                                 f"{', '.join(BOOTSTRAPPED)}."),
             resamples: int = typer.Option(2000, "--resamples", help="Bootstrap resamples."),
             level: float = typer.Option(0.95, "--level", help="Confidence level of the intervals."),
             seed: int = typer.Option(0, "--seed", help="Seed of the resampling (results repeat exactly)."),
-            vqa_metrics: str = typer.Option("closed_accuracy,open_token_f1", "--vqa-metrics",
-                                            help="VQA datasets: comma-separated per-question metrics, e.g. "
-                                                 "closed_accuracy,open_token_f1,undecided_rate (lower is better),"
-                                                 "open_exact_match.")) -> None:
+            vqa_metrics: str = typer.Option(",".join(VQA_HEADLINE), "--vqa-metrics",
+                                            help=f"VQA datasets: comma-separated per-question metrics among "
+                                                 f"{', '.join(VQA_PER_ITEM)} ({', '.join(VQA_LOWER)}: lower is "
+                                                 f"better).")) -> None:
     """Paired comparison A - B on every dataset both sides scored: estimates, difference with its CI (paired
     cluster bootstrap), p-values (bootstrap, Holm across datasets, DeLong for binary AUROC) and the verdict. A VQA
     dataset gives one row per VQA metric: closed_accuracy (over the questions scored as closed) and open_token_f1

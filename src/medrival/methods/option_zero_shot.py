@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from medrival.core.errors import ConfigError, MedrivalError
+from medrival.core.errors import ConfigError, DataError, MedrivalError
 from medrival.methods.base import OFF_THE_SHELF, METHODS, MethodSpec, Predictions
 from medrival.core.prompts import class_option, diagnosis_prompt
 
@@ -40,6 +40,9 @@ def softmax_rows(scores: np.ndarray) -> np.ndarray:
     return weights / weights.sum(axis=1, keepdims=True)
 
 
+TASKS = ("binary", "multiclass")
+
+
 class OptionZeroShot:
     def __init__(self, config: OptionZeroShotConfig):
         self.config = config
@@ -53,6 +56,9 @@ class OptionZeroShot:
         self.model = model
 
     def predict(self, test) -> Predictions:
+        if test.info.task.value not in TASKS:  # a softmax over labels is not a multilabel answer
+            raise DataError(f"option_zero_shot gives one distribution over the classes (tasks {', '.join(TASKS)}); "
+                            f"{test.info.name} is {test.info.task.value}. Use a method that declares that task.")
         options = [class_option(name) for name in test.info.class_names]
         prompts = [diagnosis_prompt(test.info)] * len(test)
         scores = self.model.score_options(split_images(test), prompts, options, batch_size=self.config.batch_size)
@@ -65,7 +71,7 @@ class OptionZeroShot:
 
 METHODS.register("option_zero_shot", MethodSpec(
     name="option_zero_shot", config_class=OptionZeroShotConfig, build=OptionZeroShot, families=("generative",),
-    tasks=("binary", "multiclass"),
+    tasks=TASKS,
     summary="Off-the-shelf diagnosis by a generative model: the log-likelihood of each class name as the answer "
             "to 'what is the diagnosis?', softmaxed into class probabilities (gives an AUROC).",
     capabilities=OFF_THE_SHELF))

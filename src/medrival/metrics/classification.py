@@ -16,6 +16,7 @@ import numpy as np
 from medrival.core.errors import DataError, UnknownNameError
 from medrival.core.registry import suggest
 from medrival.core.types import TaskKind
+from medrival.metrics.registry import metric_specs
 
 NAN = float("nan")
 
@@ -336,9 +337,60 @@ def _check_task(task: TaskKind | str) -> TaskKind:
     return kind
 
 
+def predicted_labels(task: TaskKind | str, y_prob) -> np.ndarray:
+    """Predicted labels from probabilities: argmax of the columns (a 1-D binary ``p`` read as ``[1 - p, p]``);
+    multilabel ``p >= 0.5`` per label."""
+    prob = np.asarray(y_prob)
+    if TaskKind(task) is TaskKind.MULTILABEL:
+        return (prob >= 0.5).astype(np.int64)
+    if prob.ndim == 1:
+        prob = np.stack([1 - prob, prob], axis=1)
+    return prob.argmax(axis=1) if prob.shape[0] else np.zeros(0, dtype=np.int64)
+
+
+# The registered aggregates of the classification metrics (``medrival.metrics.registry``): labels and class
+# probabilities in, one float out, for every task -- the functions ``compute_classification_metrics`` calls.
+
+
+def auroc_from_probabilities(y_true, y_prob, *, task: TaskKind | str,
+                             class_names: Sequence[str] | None = None) -> float:
+    """Binary, macro one-vs-rest (multiclass) or macro over labels (multilabel) AUROC."""
+    kind = TaskKind(task)
+    if kind is TaskKind.MULTILABEL:
+        return multilabel_auroc(y_true, y_prob, class_names)
+    return (binary_auroc if kind is TaskKind.BINARY else multiclass_auroc)(y_true, y_prob, class_names)
+
+
+def accuracy_from_probabilities(y_true, y_prob, *, task: TaskKind | str,
+                                class_names: Sequence[str] | None = None) -> float:
+    """Accuracy of the predicted labels (multilabel: exact-match accuracy)."""
+    return accuracy(y_true, predicted_labels(task, y_prob))
+
+
+def balanced_accuracy_from_probabilities(y_true, y_prob, *, task: TaskKind | str,
+                                         class_names: Sequence[str] | None = None) -> float:
+    """Balanced accuracy of the predicted labels (multilabel: mean over labels of the binary one)."""
+    pred = predicted_labels(task, y_prob)
+    if TaskKind(task) is TaskKind.MULTILABEL:
+        y = _check_integer_labels(y_true, "y_true")
+        return _multilabel_balanced_accuracy(y, pred, class_names) if y.shape[0] else NAN
+    return balanced_accuracy(y_true, pred)
+
+
+def macro_f1_from_probabilities(y_true, y_prob, *, task: TaskKind | str,
+                                class_names: Sequence[str] | None = None) -> float:
+    """Macro F1 of the predicted labels over all score columns (classes, or labels for multilabel)."""
+    pred = predicted_labels(task, y_prob)
+    if TaskKind(task) is TaskKind.MULTILABEL:
+        return macro_f1(y_true, pred)
+    prob = np.asarray(y_prob)
+    return macro_f1(y_true, pred, num_classes=2 if prob.ndim == 1 else prob.shape[1])
+
+
 def compute_classification_metrics(task: TaskKind | str, y_true, y_prob,
                                    class_names: Sequence[str] | None = None) -> dict[str, float]:
-    """AUROC, accuracy, balanced accuracy and macro F1 from probabilities, for a binary/multiclass/multilabel task.
+    """Every registered classification metric (``medrival.metrics.registry``, source "classification": AUROC,
+    accuracy, balanced accuracy, macro F1) from probabilities, for a binary/multiclass/multilabel task.
 
     Binary and multiclass: ``y_prob`` [N,K] (K=2 for binary), predictions by argmax. Multilabel: ``y_prob`` [N,L]
     independent probabilities, predictions ``y_prob >= 0.5``, accuracy is exact-match accuracy.
@@ -351,20 +403,6 @@ def compute_classification_metrics(task: TaskKind | str, y_true, y_prob,
                         f"probabilities. Stack them as np.stack([1 - p, p], axis=1) if you have only p.")
     _check_class_names(class_names, prob.shape[1], "y_prob")
     if kind is TaskKind.MULTILABEL:
-        y = _check_integer_labels(y_true, "y_true")
-        auroc = multilabel_auroc(y, prob, class_names)
-        pred = (prob >= 0.5).astype(np.int64)
-        acc = accuracy(y, pred)
-        bal = _multilabel_balanced_accuracy(y, pred, class_names) if y.shape[0] else NAN
-        return {"auroc": auroc, "accuracy": acc, "balanced_accuracy": bal, "macro_f1": macro_f1(y, pred)}
-    if kind is TaskKind.BINARY:
-        auroc = binary_auroc(y_true, prob, class_names)
-    else:
-        auroc = multiclass_auroc(y_true, prob, class_names)
-    pred = prob.argmax(axis=1) if prob.shape[0] else np.zeros(0, dtype=np.int64)
-    return {
-        "auroc": auroc,
-        "accuracy": accuracy(y_true, pred),
-        "balanced_accuracy": balanced_accuracy(y_true, pred),
-        "macro_f1": macro_f1(y_true, pred, num_classes=prob.shape[1]),
-    }
+        y_true = _check_integer_labels(y_true, "y_true")
+    return {spec.name: spec.aggregate(y_true, prob, task=kind, class_names=class_names)
+            for spec in metric_specs(task=kind.value, source="classification")}

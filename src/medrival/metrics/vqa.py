@@ -66,6 +66,7 @@ import pandas as pd
 from medrival.core.errors import DataError
 from medrival.core.prompts import PROMPT_VERSION
 from medrival.core.vqa_forms import CLOSED_FORMS, FORM_VERSION, FORMS, LETTERS
+from medrival.metrics.registry import lower_is_better_names, metric_spec, metric_specs
 from medrival.metrics.vqa_extract import EXTRACTION_VERSION, extract_answer, extract_option, normalised_options
 from medrival.metrics.vqa_text import (
     NORMALISATION_VERSION, is_missing, answer_tokens, as_text, normalise_answer,
@@ -183,26 +184,15 @@ def open_recall_at_0_75(predictions: Sequence[Any], references: Sequence[Any]) -
 
 MetricFunction = Callable[[Sequence[Any], Sequence[Any]], np.ndarray]
 
+# The per-item metric columns of ``score_answers``, computed from the metric registry (``medrival.metrics.registry``,
+# source "score_answers"), where each is declared once with its population and orientation; kept as public names.
 # Open-answer metrics: table name -> token function.
-OPEN_METRICS: dict[str, MetricFunction] = {
-    "open_exact_match": exact_match,
-    "open_token_f1": token_f1,
-    "open_token_recall": token_recall,
-    "open_bleu1": bleu1,
-    "open_rouge_l": rouge_l,
-    "open_recall_at_0_75": open_recall_at_0_75,
-}
+_COLUMNS = metric_specs(source="score_answers")
+OPEN_METRICS: dict[str, MetricFunction] = {spec.name: spec.per_item for spec in _COLUMNS if spec.per_item_path}
 # Every per-item metric column of ``score_answers`` -> the ``scored_as`` forms it is averaged over (report order).
-VQA_METRICS: dict[str, tuple[str, ...]] = {
-    "closed_accuracy": CLOSED_FORMS,
-    "yes_no_accuracy": ("yes_no",),
-    "choice_accuracy": ("choice",),
-    "mc_accuracy": ("multiple_choice",),
-    "undecided_rate": CLOSED_FORMS,
-    **{name: ("open",) for name in OPEN_METRICS},
-}
+VQA_METRICS: dict[str, tuple[str, ...]] = {spec.name: spec.population for spec in _COLUMNS}
 # Metrics where lower is better (a verdict's "win" is mirrored for them).
-LOWER_IS_BETTER = frozenset({"undecided_rate"})
+LOWER_IS_BETTER = lower_is_better_names(source="score_answers")
 _FORM_ACCURACY = {"yes_no": "yes_no_accuracy", "choice": "choice_accuracy", "multiple_choice": "mc_accuracy"}
 # Form names accepted besides FORMS: the coarse answer types of releases ("closed" = yes/no, or choice with options).
 _COARSE = ("closed", "open")
@@ -403,8 +393,7 @@ def summarise(scores: pd.DataFrame) -> dict[str, float]:
     if missing:
         raise DataError(f"scores lacks the column(s) {', '.join(missing)}; pass the frame returned by "
                         "score_answers.")
-    summary: dict[str, float] = {name: float(pd.to_numeric(scores[name], errors="coerce").mean())
-                                 for name in VQA_METRICS}
+    summary: dict[str, float] = {name: metric_spec(name).aggregate(scores[name]) for name in VQA_METRICS}
     for form in FORMS:
         summary[f"n_{form}"] = int((scores["scored_as"] == form).sum())
     summary["n_closed"] = int(scores["scored_as"].isin(CLOSED_FORMS).sum())

@@ -17,16 +17,14 @@ from rich.table import Table
 from rich.text import Text
 
 from medrival.core.errors import MedrivalError
+from medrival.metrics.registry import metric_names
 
 IDENTITY_COLUMNS = ("model", "role", "dataset", "modality", "domain", "method", "budget", "draw", "seed")
-# Headline metrics, in this order. VQA (``medrival.metrics.vqa``): closed_accuracy is the mean over the questions
-# scored as closed, open_token_f1 over those scored as open -- the names and meanings of the RQ tables and compare.
-PREFERRED_METRICS = ("auroc", "accuracy", "balanced_accuracy", "macro_f1", "closed_accuracy", "open_token_f1",
-                     "yes_no_auroc")
-# The other VQA metrics follow the headline ones in the order of ``medrival.metrics.vqa.VQA_METRICS``.
-VQA_METRIC_ORDER = ("closed_accuracy", "yes_no_accuracy", "choice_accuracy", "mc_accuracy", "undecided_rate",
-                    "open_exact_match", "open_token_f1", "open_token_recall", "open_bleu1", "open_rouge_l",
-                    "open_recall_at_0_75", "yes_no_auroc", "llm_judge", "llm_judge_sd_mean")
+# Column order of the metrics, from the metric registry (``medrival.metrics.registry``, display order): the headline
+# metrics first (AUROC, accuracy, balanced accuracy, macro F1, closed_accuracy, open_token_f1, yes_no_auroc) --
+# the names and meanings of the RQ tables and compare -- then the other VQA metrics.
+PREFERRED_METRICS = metric_names(headline=True)
+VQA_METRIC_ORDER = metric_names(task="vqa")
 # The terminal shows these only (a mixed study has a dozen metrics, too wide for a terminal); the Markdown and
 # CSV files have every metric.
 TERMINAL_METRICS = frozenset(PREFERRED_METRICS)

@@ -18,7 +18,8 @@ labelled ``"missing"``. Strings such as ``"unknown"`` or ``"declined"`` are kept
 a dataset's explicit "unknown" can differ from an absent value, so they are not merged. ``age_bands`` turns ages
 into half-open bands.
 
-Named metrics (``"auroc", "accuracy", "balanced_accuracy", "macro_f1", "brier"``) follow
+Named metrics (those ``medrival.stats.weighted.METRIC_NAMES`` bootstraps: auroc, accuracy, balanced_accuracy,
+macro_f1, brier) are computed by their registered aggregate (``medrival.metrics.registry``), as
 ``medrival.metrics.compute_classification_metrics``: predictions are the argmax of the probabilities (a 1-D
 binary score ``p`` is read as ``[1 - p, p]``), multilabel predictions are ``p >= 0.5``. A callable metric
 ``f(y_true, y_score) -> float`` is used as given.
@@ -34,20 +35,11 @@ import pandas as pd
 
 from medrival.core.errors import DataError, MedrivalError
 from medrival.core.types import TaskKind
-from medrival.metrics.classification import (
-    _check_finite_numeric,
-    _check_integer_labels,
-    _multilabel_balanced_accuracy,
-    accuracy,
-    balanced_accuracy,
-    binary_auroc,
-    macro_f1,
-    multiclass_auroc,
-    multilabel_auroc,
-)
-from medrival.stats.calibration import _check_task, brier_score
+from medrival.metrics.classification import _check_finite_numeric, _check_integer_labels
+from medrival.metrics.registry import metric_spec
+from medrival.stats.calibration import _check_task
 # One metric vocabulary with the bootstrap (names, prediction rule, which metrics are better when smaller).
-from medrival.stats.weighted import LOWER_IS_BETTER, check_metric_name, predictions
+from medrival.stats.weighted import LOWER_IS_BETTER, check_metric_name
 
 MISSING = "missing"
 
@@ -57,28 +49,11 @@ MetricFn = Callable[[np.ndarray, np.ndarray], float]
 # ------------------------------------------------------------------------------------------------ metrics
 
 
-def _predict(s: np.ndarray, kind: TaskKind) -> np.ndarray:
-    """Predicted labels as ``compute_classification_metrics`` makes them (the bootstrap's own rule)."""
-    return predictions(kind.value, s)
-
-
 def _named_metric(name: str, kind: TaskKind) -> MetricFn:
-    """The function behind a metric name for this task."""
-    if name == "auroc":
-        return {TaskKind.BINARY: binary_auroc, TaskKind.MULTICLASS: multiclass_auroc,
-                TaskKind.MULTILABEL: multilabel_auroc}[kind]
-    if name == "brier":
-        return lambda y, s: brier_score(y, s, task=kind)
-    if name == "accuracy":
-        return lambda y, s: accuracy(y, _predict(s, kind))
-    if name == "balanced_accuracy":
-        if kind is TaskKind.MULTILABEL:
-            return lambda y, s: _multilabel_balanced_accuracy(y, _predict(s, kind), None)
-        return lambda y, s: balanced_accuracy(y, _predict(s, kind))
-    if kind is TaskKind.MULTILABEL:
-        return lambda y, s: macro_f1(y, _predict(s, kind))
-    # Binary/multiclass: average over all K classes (the score columns), as compute_classification_metrics.
-    return lambda y, s: macro_f1(y, _predict(s, kind), num_classes=2 if s.ndim == 1 else s.shape[1])
+    """The registered aggregate of a metric name (``medrival.metrics.registry``) for this task: the very function
+    ``compute_classification_metrics`` and the arm summaries use."""
+    aggregate = metric_spec(name).aggregate
+    return lambda y, s: aggregate(y, s, task=kind)
 
 
 def _resolve_metric(metric: str | MetricFn, kind: TaskKind) -> tuple[str, MetricFn]:

@@ -10,7 +10,8 @@ mean), so a table's estimate equals the stored metric -- and a dataset with no o
 ``open_token_f1`` row. The study reports ``VQA_METRICS`` (closed accuracy and open token F1); any per-item metric
 can be listed instead (``vqa_metrics=``), ``undecided_rate`` included (lower is better: its verdicts are
 mirrored, like Brier's). The intervals and paired comparisons are ``medrival.stats.item_means``' cluster bootstrap
-over images (hierarchical over draws/seeds when an arm has several cells).
+over images (hierarchical over draws/seeds when an arm has several cells), with the same p-value rule as the
+classification metrics (resolved below the Monte Carlo floor 2/(B + 1), ``p_floor`` recorded).
 """
 from __future__ import annotations
 
@@ -20,11 +21,13 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
+from medrival.metrics.registry import metric_names
 from medrival.stats.types import Interval, PairedComparison
 
 VQA_TASK = "vqa"
-# The per-item score columns reported for every VQA dataset, in report order (the headline metrics).
-VQA_METRICS: tuple[str, ...] = ("closed_accuracy", "open_token_f1")
+# The per-item score columns reported for every VQA dataset, in report order: the headline metrics of
+# ``score_answers`` in the metric registry (closed_accuracy, open_token_f1).
+VQA_METRICS: tuple[str, ...] = metric_names(source="score_answers", headline=True)
 
 
 def check_vqa_metrics(names: Sequence[str] | str | None) -> tuple[str, ...]:
@@ -32,19 +35,19 @@ def check_vqa_metrics(names: Sequence[str] | str | None) -> tuple[str, ...]:
     ``UnknownNameError`` listing the known ones."""
     from medrival.core.errors import UnknownNameError
     from medrival.core.registry import suggest
-    from medrival.metrics.vqa import VQA_METRICS as PER_ITEM
 
+    per_item = metric_names(source="score_answers")  # the per-item columns every VQA cell stores
     if names is None:
         return VQA_METRICS
     names = tuple(part.strip() for part in names.split(",") if part.strip()) if isinstance(names, str) \
         else tuple(names)
     for name in names:
-        if name not in PER_ITEM:
-            close = suggest(str(name), list(PER_ITEM))
+        if name not in per_item:
+            close = suggest(str(name), list(per_item))
             hint = f" Did you mean {close[0]!r}?" if close else ""
-            raise UnknownNameError(f"Unknown VQA metric {name!r}.{hint} Known VQA metrics: {', '.join(PER_ITEM)}.")
+            raise UnknownNameError(f"Unknown VQA metric {name!r}.{hint} Known VQA metrics: {', '.join(per_item)}.")
     if not names:
-        raise UnknownNameError(f"No VQA metric given; known VQA metrics: {', '.join(PER_ITEM)}.")
+        raise UnknownNameError(f"No VQA metric given; known VQA metrics: {', '.join(per_item)}.")
     return names
 
 

@@ -41,10 +41,13 @@ from medrival.metrics.classification import (
     _check_integer_labels,
     _check_label_range,
 )
+from medrival.metrics.registry import METRIC_REGISTRY, lower_is_better_names, metric_names
 
-METRIC_NAMES = ("auroc", "accuracy", "balanced_accuracy", "macro_f1", "brier")
-# Metrics where smaller is better: verdicts are mirrored and the best subgroup is the one with the smallest value.
-LOWER_IS_BETTER = frozenset({"brier", "brier_score", "ece", "expected_calibration_error", "log_loss"})
+# The metrics bootstrapped here by name: those the metric registry (medrival.metrics.registry) declares "weighted".
+METRIC_NAMES = metric_names(bootstrap="weighted")
+# Metrics where smaller is better (registered names and aliases): verdicts are mirrored and the best subgroup is
+# the one with the smallest value.
+LOWER_IS_BETTER = lower_is_better_names()
 TASKS = ("binary", "multiclass", "multilabel")
 _INT32_MAX = np.iinfo(np.int32).max
 
@@ -59,6 +62,9 @@ class UnknownMetricError(UnknownNameError, ConfigError):
 def check_metric_name(metric: str) -> str:
     if metric in METRIC_NAMES:
         return metric
+    if metric in METRIC_REGISTRY:  # a real metric, but not one this bootstrap evaluates by name
+        raise UnknownMetricError(f"Metric {metric!r} has no bootstrap by name; the metrics bootstrapped by name are "
+                                 f"{', '.join(METRIC_NAMES)}; or pass a callable f(y_true, y_score) -> float.")
     close = suggest(str(metric), list(METRIC_NAMES))
     hint = f" Did you mean {' or '.join(map(repr, close))}?" if close else ""
     raise UnknownMetricError(f"Unknown metric {metric!r}.{hint} Known metrics: {', '.join(METRIC_NAMES)}; or pass "
