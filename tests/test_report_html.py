@@ -66,8 +66,10 @@ def test_report_has_every_section_and_a_plot_each(report, study_dir):
     for heading in ("RQ1:", "RQ2:", "RQ3:", "Per-dataset results", "Few-shot curves", "Cost vs performance",
                     "Failed cells", "Skipped items", "Provenance", "Subgroups (auroc)", "Operating points"):
         assert heading in html
-    # Three forest plots, per-dataset bars, few-shot curves, cost: six figures.
-    assert len(_svgs(html)) == 6 and html.count("<svg") == 6
+    # Three forest plots, the paired differences by budget of RQ2 (its arms ran at 2-shot, 8-shot and full),
+    # per-dataset bars, few-shot curves, cost: seven figures.
+    assert len(_svgs(html)) == 7 and html.count("<svg") == 7
+    assert "Paired differences by label budget" in html and "How verdicts are read" in html
     assert "demo-generalist-clip" in html and "git_commit" in html and "package numpy" in html
 
 
@@ -77,7 +79,9 @@ def test_summary_lines_match_the_rq_tables(report, study_dir):
     tables = research_questions(ResultStore(study_dir), n_resamples=RESAMPLES, seed=0)
     _, html = report
     lines = [line for rq in ("RQ1", "RQ2", "RQ3") for line in method_summaries(rq, tables[rq])]
-    assert len(lines) == 5  # RQ1, then linear_probe vs the off-the-shelf and the adapted specialist in RQ2 and RQ3
+    # RQ1; RQ2: linear_probe at each of its three budgets (2-shot, 8-shot, full) vs the off-the-shelf and the
+    # adapted specialist; RQ3: linear_probe (full only) vs both.
+    assert len(lines) == 1 + 3 * 2 + 2
     for line in lines:
         assert f'<p class="summary">{line}</p>' in html
     for rq in ("RQ1", "RQ2", "RQ3"):
@@ -126,8 +130,8 @@ def _table(**overrides) -> pd.DataFrame:
            "versus": "off-the-shelf specialist", "budget": "full", "metric": "auroc", "estimate_a": 0.91234,
            "estimate_b": 0.8, "n_items": 100, "n_clusters": 80, "draws_a": 1, "draws_b": 1, "items_left_out": 0,
            "test": "paired-bootstrap", "difference": 0.11234, "low": 0.05, "high": 0.17, "p_value": 0.0004,
-           "p_holm": 0.0008, "p_bh": 0.0008, "p_corrected": 0.0008, "correction": "holm", "verdict": "win",
-           "verdict_corrected": "win"}
+           "p_holm": 0.0008, "p_bh": 0.0008, "p_corrected": 0.0008, "correction": "holm", "verdict": "superior",
+           "verdict_corrected": "superior"}
     return pd.DataFrame([{**row, **overrides}, {**row, "dataset": "second", "p_value": 0.25, "p_corrected": 0.5}])
 
 

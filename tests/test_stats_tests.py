@@ -21,7 +21,7 @@ from medrival.stats.delong import (
 from medrival.stats.multiple import benjamini_hochberg, holm
 from medrival.stats.permutation import paired_permutation_test
 from medrival.stats.types import Interval, PairedComparison
-from medrival.stats.verdicts import summary_line, verdict, verdict_table
+from medrival.stats.verdicts import non_inferiority_p, summary_line, verdict, verdict_table
 
 Z975 = 1.959963984540054  # qnorm(0.975)
 
@@ -364,54 +364,90 @@ def _comparison(difference: float, low: float, high: float, p: float, method: st
 
 
 def test_verdict_from_the_ci():
-    assert verdict(_comparison(0.05, 0.01, 0.09, 0.01)) == "win"
-    assert verdict(_comparison(0.02, -0.01, 0.05, 0.2)) == "tie"
-    assert verdict(_comparison(-0.05, -0.09, -0.01, 0.01)) == "loss"
-    assert verdict(_comparison(0.05, 0.01, 0.09, 0.01), margin=0.02) == "tie"  # CI not above the margin
-    assert verdict(_comparison(0.05, 0.03, 0.09, 0.01), margin=0.02) == "win"
+    assert verdict(_comparison(0.05, 0.01, 0.09, 0.01)) == "superior"
+    assert verdict(_comparison(0.02, -0.01, 0.05, 0.2)) == "inconclusive"
+    assert verdict(_comparison(-0.05, -0.09, -0.01, 0.01)) == "inferior"
+    # With a margin: a CI above -margin is non-inferior, even when it lies wholly below 0.
+    assert verdict(_comparison(0.02, -0.01, 0.05, 0.2), margin=0.02) == "non-inferior"
+    assert verdict(_comparison(-0.01, -0.015, -0.005, 0.01), margin=0.02) == "non-inferior"
+    assert verdict(_comparison(-0.05, -0.09, -0.01, 0.01), margin=0.02) == "inferior"
+    assert verdict(_comparison(-0.01, -0.05, 0.03, 0.5), margin=0.02) == "inconclusive"
     no_ci = _comparison(0.05, math.nan, math.nan, 0.004, method="permutation")  # falls back to p < 1 - level
-    assert verdict(no_ci) == "win"
-    assert verdict(_comparison(-0.05, math.nan, math.nan, 0.3, method="permutation")) == "tie"
+    assert verdict(no_ci) == "superior"
+    assert verdict(_comparison(-0.05, math.nan, math.nan, 0.3, method="permutation")) == "inconclusive"
     with pytest.raises(DataError, match="no confidence interval"):
         verdict(no_ci, margin=0.01)
     with pytest.raises(DataError, match="margin must be"):
         verdict(no_ci, margin=-0.1)
 
 
+def test_finding3_an_inconclusive_result_never_reads_as_rivals():
+    # The case: a difference of -0.15 with CI [-0.35, 0.05] is inconclusive, with or without a margin,
+    # and the summary says so instead of counting it under "≥".
+    case = _comparison(-0.15, -0.35, 0.05, 0.15)
+    rows = verdict_table([case], margin=0.02)
+    assert rows[0]["verdict"] == "inconclusive" and rows[0]["verdict_corrected"] == "inconclusive"
+    line = summary_line(rows, subject="generalist+lora", object="off-the-shelf specialist", scope="ID")
+    assert "≥" not in line
+    assert line == ("generalist+lora vs off-the-shelf specialist, 1 ID comparison (margin 0.02; corrected by Holm): "
+                    "0 superior, 0 non-inferior, 1 inconclusive, 0 inferior")
+
+
+def test_finding3_non_inferiority_p_agrees_with_the_ci_and_is_corrected_with_the_family():
+    c = _comparison(-0.01, -0.03, 0.01, 0.3)  # low = -0.03
+    assert non_inferiority_p(c, 0.03) == pytest.approx(0.025, abs=1e-12)  # exactly at the bound: p = alpha / 2
+    assert non_inferiority_p(c, 0.04) < 0.025 < non_inferiority_p(c, 0.02)
+    # Alone, [-0.03, 0.01] with margin 0.035 is non-inferior; in a family of 4 after Holm it no longer is.
+    alone = verdict_table([c], margin=0.035, correction="none")[0]
+    assert alone["verdict"] == alone["verdict_corrected"] == "non-inferior"
+    family = verdict_table([c] * 4, margin=0.035, correction="holm")
+    assert all(r["verdict"] == "non-inferior" and r["verdict_corrected"] == "inconclusive" for r in family)
+    assert family[0]["p_non_inferiority_corrected"] == pytest.approx(4 * alone["p_non_inferiority"])
+    # A significant loss inside the margin is non-inferior; outside it, inferior.
+    small_loss = _comparison(-0.01, -0.015, -0.005, 0.0001)
+    assert verdict_table([small_loss], margin=0.02)[0]["verdict_corrected"] == "non-inferior"
+    assert verdict_table([small_loss], margin=0.0)[0]["verdict_corrected"] == "inferior"
+
+
 def test_verdict_table_and_summary_line():
     comparisons = [
-        _comparison(0.05, 0.01, 0.09, 0.001),   # win, stays significant after Holm (0.001 * 4)
-        _comparison(0.03, 0.001, 0.06, 0.035),  # borderline: win uncorrected, tie after Holm (0.035 * 2 = 0.07)
-        _comparison(0.01, -0.02, 0.04, 0.5),    # tie
-        _comparison(-0.06, -0.1, -0.02, 0.002),  # loss, significant after Holm
+        _comparison(0.05, 0.01, 0.09, 0.001),   # superior, stays significant after Holm (0.001 * 4)
+        _comparison(0.03, 0.001, 0.06, 0.035),  # borderline: superior uncorrected, inconclusive after Holm
+        _comparison(0.01, -0.02, 0.04, 0.5),    # inconclusive
+        _comparison(-0.06, -0.1, -0.02, 0.002),  # inferior, significant after Holm
     ]
     rows = verdict_table(comparisons, level=0.95, correction="holm", labels=["a", "b", "c", "d"])
     assert [r["label"] for r in rows] == ["a", "b", "c", "d"]
-    assert [r["verdict"] for r in rows] == ["win", "win", "tie", "loss"]
-    assert [r["verdict_corrected"] for r in rows] == ["win", "tie", "tie", "loss"]
+    assert [r["verdict"] for r in rows] == ["superior", "superior", "inconclusive", "inferior"]
+    assert [r["verdict_corrected"] for r in rows] == ["superior", "inconclusive", "inconclusive", "inferior"]
     np.testing.assert_allclose([r["p_holm"] for r in rows], [0.004, 0.07, 0.5, 0.006])
     np.testing.assert_allclose([r["p_bh"] for r in rows], [0.004, 0.035 * 4 / 3, 0.5, 0.004])
     assert rows[1]["p_corrected"] == rows[1]["p_holm"] and rows[0]["difference"] == 0.05
-    assert summary_line(rows) == ("generalist+LoRA ≥ specialist in 3/4 comparisons (2 wins, 1 tie, 1 loss); "
-                                  "2 significant after Holm")
+    assert summary_line(rows) == ("generalist+LoRA vs specialist, 4 comparisons (margin 0; corrected by Holm): "
+                                  "1 superior, 0 non-inferior, 2 inconclusive, 1 inferior")
     bh = verdict_table(comparisons, correction="bh")
-    assert [r["verdict_corrected"] for r in bh] == ["win", "win", "tie", "loss"]  # BH: 0.035 * 4 / 3 < 0.05
-    assert summary_line(bh, subject="A", object="B").endswith("3 significant after Benjamini-Hochberg")
+    assert [r["verdict_corrected"] for r in bh] == ["superior", "superior", "inconclusive", "inferior"]
+    assert summary_line(bh, subject="A", object="B").endswith(
+        "corrected by Benjamini-Hochberg): 2 superior, 0 non-inferior, 1 inconclusive, 1 inferior")
     none = verdict_table(comparisons, correction="none")
     assert [r["verdict_corrected"] for r in none] == [r["verdict"] for r in rows]
-    assert summary_line(none).endswith("significant without correction")
+    assert "uncorrected" in summary_line(none)
 
 
 def test_lower_is_better_metrics_mirror_both_verdicts():
-    # A Brier difference A - B of -0.05 (CI below 0) means A is better: a win, corrected or not.
+    # A Brier difference A - B of -0.05 (CI below 0) means A is better: superior, corrected or not.
     better = _comparison(-0.05, -0.09, -0.01, 0.001)
-    assert verdict(better) == "loss" and verdict(better, higher_is_better=False) == "win"
+    assert verdict(better) == "inferior" and verdict(better, higher_is_better=False) == "superior"
     worse, tie = _comparison(0.04, 0.01, 0.07, 0.002), _comparison(0.01, -0.02, 0.04, 0.5)
     rows = verdict_table([better, worse, tie], higher_is_better=False)
-    assert [r["verdict"] for r in rows] == ["win", "loss", "tie"]
-    assert [r["verdict_corrected"] for r in rows] == ["win", "loss", "tie"]
+    assert [r["verdict"] for r in rows] == ["superior", "inferior", "inconclusive"]
+    assert [r["verdict_corrected"] for r in rows] == ["superior", "inferior", "inconclusive"]
+    # Margins are oriented too: a Brier rise of at most 0.01 is non-inferior at margin 0.02.
+    slightly_worse = _comparison(0.005, -0.002, 0.01, 0.2)
+    assert verdict(slightly_worse, margin=0.02, higher_is_better=False) == "non-inferior"
     assert summary_line(rows, subject="A", object="B", scope="ID") == (
-        "A ≥ B in 2/3 ID comparisons (1 win, 1 tie, 1 loss); 2 significant after Holm")
+        "A vs B, 3 ID comparisons (margin 0; corrected by Holm): 1 superior, 0 non-inferior, 1 inconclusive, "
+        "1 inferior")
 
 
 def test_verdict_table_errors():
@@ -422,6 +458,10 @@ def test_verdict_table_errors():
         verdict_table([c], labels=["x", "y"])
     with pytest.raises(DataError, match="computed at level 0.95 but verdict_table was given level=0.9"):
         verdict_table([c], level=0.9)
+    with pytest.raises(DataError, match="margins has 2 entries"):
+        verdict_table([c], margin=[0.1, 0.2])
+    with pytest.raises(DataError, match="margin must be a finite number"):
+        verdict_table([c], margin=float("nan"))
     assert verdict_table([]) == []
 
 

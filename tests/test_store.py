@@ -380,9 +380,10 @@ def test_results_frame_columns_rows_and_order(tmp_path):
     store.save(make_record("w", dataset="a_ds", model="m1", seed=0, status="failed"))
     frame = store.results_frame()
     assert list(frame.columns) == [
-        "cell_id", "status", "model", "role", "dataset", "modality", "domain", "task", "method", "budget", "draw",
-        "seed", "accuracy", "auroc", "ece", "wall_s", "trainable_params", "peak_rss_mb", "error"]
-    assert frame.shape == (4, 19)
+        "cell_id", "status", "model", "role", "dataset", "modality", "domain", "task", "method", "method_label",
+        "budget", "draw", "seed", "config", "accuracy", "auroc", "ece", "wall_s", "trainable_params", "peak_rss_mb",
+        "error"]
+    assert frame.shape == (4, 21)
     assert list(frame["cell_id"]) == ["w", "x", "y", "z"]  # sorted by dataset, model, method, seed
     failed = frame.iloc[0]
     assert failed["status"] == "failed" and failed["error"] == "RuntimeError: CUDA out of memory"

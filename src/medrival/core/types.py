@@ -240,6 +240,9 @@ class CellSpec:
     # The arm's name within its method when a study runs one method with several configs (a sweep): set from the
     # method entry's ``label:`` or derived from its non-default options; None for a method listed once.
     label: str | None = None
+    # What the result reads besides this spec (dataset annotations and prompt material, model files and source,
+    # prompt texts), as fingerprints set by the planner (``medrival.study.fingerprints``); part of the id when set.
+    inputs: tuple[tuple[str, Any], ...] | None = None
 
     def config_dict(self) -> dict[str, Any]:
         return dict(self.method_config)

@@ -14,8 +14,8 @@ import pandas as pd
 from medrival.core.errors import DataError
 
 # (header, function of a row) for every shown column; the CSV keeps the raw numbers instead.
-RQ_HEADERS = ("dataset", "A", "B", "versus", "budget", "metric", "A est.", "B est.", "A - B", "CI", "p",
-              "p (corrected)", "verdict", "verdict (corrected)", "n (clusters)")
+RQ_HEADERS = ("dataset", "A", "B", "versus", "budget", "metric", "A est.", "B est.", "A - B", "CI", "margin", "p",
+              "p (corrected)", "verdict", "verdict (corrected)", "n (clusters)", "flags")
 _REQUIRED = ("dataset", "a", "b", "estimate_a", "estimate_b", "difference", "low", "high", "p_value")
 # LaTeX specials and what replaces them; the backslash first so later replacements are not re-escaped.
 _LATEX = (("\\", r"\textbackslash{}"), ("&", r"\&"), ("%", r"\%"), ("$", r"\$"), ("#", r"\#"), ("_", r"\_"),
@@ -69,10 +69,34 @@ def rq_rows(table: pd.DataFrame) -> list[list[str]]:
         rows.append([_text(r["dataset"]), _text(r["a"]), _text(r["b"]), _text(r.get("versus")),
                      _text(r.get("budget")), _text(r.get("metric")), fmt_num(r["estimate_a"]),
                      fmt_num(r["estimate_b"]), fmt_num(r["difference"], signed=True),
-                     f"[{fmt_num(r['low'])}, {fmt_num(r['high'])}]", fmt_p(r["p_value"]),
-                     fmt_p(r.get("p_corrected")), _text(r.get("verdict")), _text(r.get("verdict_corrected")),
-                     clusters])
+                     f"[{fmt_num(r['low'])}, {fmt_num(r['high'])}]", _margin(r.get("margin")),
+                     fmt_p(r["p_value"]), fmt_p(r.get("p_corrected")), _text(r.get("verdict")),
+                     _text(r.get("verdict_corrected")), clusters, row_flags(r)])
     return rows
+
+
+def _margin(value: Any) -> str:
+    return "" if _missing(value) else f"{float(value):g}"
+
+
+def _count(value: Any) -> str:
+    """A parameter count as 1.18M / 295k / 512."""
+    number = float(value)
+    for size, suffix in ((1e9, "B"), (1e6, "M"), (1e3, "k")):
+        if number >= size:
+            return f"{number / size:.3g}{suffix}"
+    return f"{number:.0f}"
+
+
+def row_flags(row: dict) -> str:
+    """What a reviewer must know about a row: exposure of either model to the dataset, and trainable-parameter
+    counts more than 10 % apart (``medrival.stats.questions.capacity_mismatch``); "" when neither."""
+    flags = []
+    if row.get("exposed") and not _missing(row.get("exposed")):
+        flags.append(f"exposed ({_text(row.get('exposure'))})")
+    if row.get("capacity_mismatch") and not _missing(row.get("capacity_mismatch")):
+        flags.append(f"trainable {_count(row['trainable_a'])} vs {_count(row['trainable_b'])}")
+    return "; ".join(flags)
 
 
 def _md_cell(text: str) -> str:

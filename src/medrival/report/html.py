@@ -19,7 +19,7 @@ from jinja2 import Environment, StrictUndefined
 
 from medrival.core.errors import MedrivalError
 from medrival.report import plots
-from medrival.report.exports import RQ_HEADERS, rq_csv, rq_latex, rq_markdown, rq_rows
+from medrival.report.exports import RQ_HEADERS, fmt_p, rq_csv, rq_latex, rq_markdown, rq_rows
 from medrival.report.sections import (
     VQA_EXAMPLE_HEADERS,
     gap_rows,
@@ -52,6 +52,8 @@ svg { max-width: 100%; height: auto; }
 <h1>medrival report: {{ title }}</h1>
 {% if synthetic %}<p class="note">{{ synthetic_note }}</p>{% endif %}
 {% if outdated_note %}<p class="note" id="outdated">{{ outdated_note }}</p>{% endif %}
+<h2 id="verdicts">How verdicts are read</h2>
+<p>{{ verdict_rules }}</p>
 <h2 id="study">Study</h2>
 <table>{% for key, values in spec %}<tr><th>{{ key }}</th><td>{{ values | join(", ") }}</td></tr>{% endfor %}</table>
 <h2 id="provenance">Provenance</h2>
@@ -59,9 +61,15 @@ svg { max-width: 100%; height: auto; }
 {% for rq in rqs %}
 <h2 id="{{ rq.key | lower }}">{{ rq.title }}</h2>
 {% if rq.rows %}{% for line in rq.summaries %}<p class="summary">{{ line }}</p>{% endfor %}
+{% if rq.other_summaries %}<p>{{ rq.other_title }}:</p><ul>{% for line in rq.other_summaries %}<li>{{ line }}</li>
+{% endfor %}</ul>{% endif %}
+{% if rq.pooled %}<h3>Across datasets (random-effects pooled A - B)</h3>
+<table><tr>{% for h in pooled_headers %}<th>{{ h }}</th>{% endfor %}</tr>
+{% for row in rq.pooled %}<tr>{% for cell in row %}<td>{{ cell }}</td>{% endfor %}</tr>{% endfor %}</table>{% endif %}
 <table><tr>{% for h in headers %}<th>{{ h }}</th>{% endfor %}</tr>
 {% for row in rq.rows %}<tr>{% for cell in row %}<td>{{ cell }}</td>{% endfor %}</tr>{% endfor %}</table>
 <div class="plot">{{ rq.svg | safe }}</div>
+{% if rq.budgets %}<h3>Paired differences by label budget</h3><div class="plot">{{ rq.budgets | safe }}</div>{% endif %}
 {% else %}<p>No comparison in this store answers {{ rq.key }}.</p>{% endif %}
 {% endfor %}
 <h2 id="datasets">Per-dataset results ({{ metric }})</h2>
@@ -102,6 +110,12 @@ predictions and is then applied to test unchanged; sensitivity and specificity c
 <th>specificity [CI]</th><th>PPV</th><th>NPV</th><th>validation n</th></tr>
 {% for row in points %}<tr>{% for cell in row %}<td>{{ cell }}</td>{% endfor %}</tr>{% endfor %}</table>
 {% else %}<p>No binary task in this study.</p>{% endif %}
+{% if sensitivity %}<h2 id="prompts">Prompt sensitivity</h2>
+<p>Test metric of each off-the-shelf arm over its template sets (<code>prompt_sensitivity: K</code>): a spread this
+wide can decide a verdict by wording alone. The set an arm used was chosen on validation
+(<code>prompt_selection: validation</code>) or fixed; the spread is reported, never used to choose.</p>
+<table><tr>{% for h in sensitivity_headers %}<th>{{ h }}</th>{% endfor %}</tr>
+{% for row in sensitivity %}<tr>{% for cell in row %}<td>{{ cell }}</td>{% endfor %}</tr>{% endfor %}</table>{% endif %}
 {% if fewshot %}<h2 id="fewshot">Few-shot curves ({{ metric }})</h2>
 <div class="plot">{{ fewshot | safe }}</div>{% endif %}
 <h2 id="cost">Cost vs performance</h2>
@@ -163,8 +177,20 @@ def _failed_rows(records) -> list[list[str]]:
              str(r.spec.get("method", "")), one_line(r.error or "", 300)] for r in records if r.status == "failed"]
 
 
-def _rq_sections(tables: dict[str, pd.DataFrame]) -> tuple[list[dict], list[list[str]]]:
-    """Template data for each RQ, and the rows of every comparison that left test items out."""
+POOLED_HEADERS = ("method", "versus", "budget", "metric", "datasets (k)", "pooled A - B [CI]", "p", "I²", "tau²")
+
+
+def _pooled_rows(pooled: pd.DataFrame, rq: str) -> list[list[str]]:
+    rows = pooled[pooled["rq"] == rq] if not pooled.empty else pooled
+    return [[str(r["method_label"]), str(r["versus"]), str(r["budget"]), str(r["metric"]),
+             f"{r['datasets']} ({r['k']})", f"{number(r['estimate'])} [{number(r['low'])}, {number(r['high'])}]",
+             fmt_p(r["p_value"]), number(r["i2"]), number(r["tau2"])] for r in rows.to_dict("records")]
+
+
+def _rq_sections(tables: dict[str, pd.DataFrame], other: dict[str, pd.DataFrame], other_title: str,
+                 pooled: pd.DataFrame) -> tuple[list[dict], list[list[str]]]:
+    """Template data for each RQ (summaries under the study's exposure setting and under the other one, pooled
+    rows, table, plots), and the rows of every comparison that left test items out."""
     from medrival.stats.questions import method_summaries
 
     sections, skipped = [], []
@@ -174,12 +200,38 @@ def _rq_sections(tables: dict[str, pd.DataFrame]) -> tuple[list[dict], list[list
             sections.append({"key": key, "title": title, "rows": []})
             continue
         records = table.to_dict("records")
+        different = other.get(key) is not None and len(other[key]) != len(table)
         sections.append({"key": key, "title": title, "rows": rq_rows(table),
                          "summaries": method_summaries(key, table),
-                         "svg": _checked_svg(plots.forest_plot(table))})
+                         "other_title": other_title,
+                         "other_summaries": method_summaries(key, other[key]) if different else [],
+                         "pooled": _pooled_rows(pooled, key),
+                         "svg": _checked_svg(plots.forest_plot(table)),
+                         "budgets": _checked_svg(plots.budget_differences(
+                             table[table["versus"] != "off-the-shelf generalist"] if "versus" in table else table))})
         skipped += [[key, str(r["dataset"]), str(r["a"]), str(r["b"]), str(r["items_left_out"])]
                     for r in records if int(r.get("items_left_out") or 0) > 0]
     return sections, skipped
+
+
+def verdict_rules(tables: dict[str, pd.DataFrame], exposure: str) -> str:
+    """The verdict rules in the words a reviewer checks, with this study's margins and exposure setting."""
+    margins = {}
+    for table in tables.values():
+        if table is not None and not table.empty and "margin" in table.columns:
+            margins.update(dict(zip(table["metric"], table["margin"])))
+    shown = ", ".join(f"{metric} {margin:g}" for metric, margin in sorted(margins.items())) or "none in this store"
+    return ("Each row pairs two arms on the same test items (cluster bootstrap; seeds and draws resampled first). "
+            "With the margin m of the row's metric and the CI of A - B oriented so that positive means A is "
+            "better: superior when the CI lies above 0; non-inferior when it lies above -m; inferior when it lies "
+            "below 0 and reaches below -m; inconclusive otherwise. The corrected verdict applies the same rules "
+            "to Holm-adjusted superiority and one-sided non-inferiority p-values over each RQ table (the family); "
+            f"summary lines count the corrected verdicts. Margins here: {shown}. Comparisons on data a model was "
+            "trained on (its card's trained_on) are flagged 'exposed'"
+            + (" and left out of the verdicts" if exposure == "exclude" else "")
+            + "; arms whose trainable parameters differ by more than 10 % are flagged. Across datasets, the "
+              "paired differences are pooled with a random-effects model (REML; I² is the share of their spread "
+              "beyond sampling error).")
 
 
 def write_exports(tables: dict[str, pd.DataFrame], folder: Path) -> list[Path]:
@@ -194,6 +246,16 @@ def write_exports(tables: dict[str, pd.DataFrame], folder: Path) -> list[Path]:
         stem.with_suffix(".tex").write_text(rq_latex(table, caption, f"tab:{key.lower()}"), encoding="utf-8")
         written += [stem.with_suffix(".md"), stem.with_suffix(".tex"), rq_csv(table, stem.with_suffix(".csv"))]
     return written
+
+
+SENSITIVITY_HEADERS = ("dataset", "model+method", "metric", "selection", "sets", "min", "median", "max", "IQR",
+                       "set used (its value)")
+
+
+def _sensitivity_rows(table: pd.DataFrame) -> list[list[str]]:
+    return [[str(r["dataset"]), str(r["arm"]), str(r["metric"]), str(r["selection"]), str(r["n_sets"]),
+             number(r["min"]), number(r["median"]), number(r["max"]), number(r["iqr"]),
+             f"{r['chosen_set']} ({number(r['chosen_value'])})"] for r in table.to_dict("records")]
 
 
 def _arm_rows(arms: pd.DataFrame) -> list[list[str]]:
@@ -225,22 +287,34 @@ class _Analysis:
     gaps: pd.DataFrame
     points: pd.DataFrame
     subgroup_resamples: int
+    exposure: str  # the study's setting: "mark" or "exclude"
+    other: dict[str, pd.DataFrame]  # the RQ tables under the other exposure setting
+    pooled: pd.DataFrame
+    sensitivity: pd.DataFrame
 
 
-def _analyse(store, metric: str, n_resamples: int, seed: int, vqa_metrics=None) -> _Analysis:
-    from medrival.stats.questions import arm_summaries, research_questions
+def _analyse(store, metric: str, n_resamples: int, seed: int, vqa_metrics=None, margins=None,
+             exposure: str | None = None) -> _Analysis:
+    from medrival.stats.across_datasets import pooled_differences
+    from medrival.stats.questions import analysis_settings, arm_summaries, research_questions, without_exposed
+    from medrival.stats.prompt_sensitivity import prompt_sensitivity_table
     from medrival.stats.study_operating_points import study_operating_points
     from medrival.stats.study_subgroups import study_subgroups
     from medrival.stats.vqa_arms import check_vqa_metrics
 
     vqa_metrics = check_vqa_metrics(vqa_metrics)
     options = dict(metric=metric, n_resamples=n_resamples, seed=seed, vqa_metrics=vqa_metrics)
-    tables = research_questions(store, **options)
+    exposure = exposure or analysis_settings(store).get("exposure") or "mark"
+    tables = research_questions(store, margins=margins, exposure=exposure, **options)
+    other = without_exposed(tables) if exposure == "mark" else research_questions(store, margins=margins,
+                                                                                    exposure="mark", **options)
+    pooled = pooled_differences(tables)
     arms = arm_summaries(store, **options)
     resamples = min(n_resamples, SUBGROUP_RESAMPLES)
     groups, gaps = study_subgroups(store, metric=metric, n_resamples=resamples, seed=seed, min_size=MIN_GROUP)
     points = study_operating_points(store, rule="youden", n_resamples=resamples, seed=seed)
-    return _Analysis(metric, vqa_metrics, tables, arms, groups, gaps, points, resamples)
+    return _Analysis(metric, vqa_metrics, tables, arms, groups, gaps, points, resamples, exposure, other, pooled,
+                     prompt_sensitivity_table(store))
 
 
 def _context(store, analysis: _Analysis) -> dict:
@@ -250,12 +324,16 @@ def _context(store, analysis: _Analysis) -> dict:
     records = [record for record in everything if not is_outdated_vqa(record)]
     frame = store.results_frame()  # without the outdated VQA cells, like ``records``
     metric, arms = analysis.metric, analysis.arms
-    sections, skipped = _rq_sections(analysis.tables)
+    other_title = ("Leaving out the comparisons on data a model was trained on" if analysis.exposure == "mark"
+                   else "Keeping the comparisons on data a model was trained on")
+    sections, skipped = _rq_sections(analysis.tables, analysis.other, other_title, analysis.pooled)
     return {"title": store.root.name, "synthetic": is_synthetic(frame), "synthetic_note": SYNTHETIC_NOTE,
             "outdated_note": outdated_vqa_note(everything) or "", "vqa_metrics": list(analysis.vqa_metrics),
             "vqa_headers": VQA_EXAMPLE_HEADERS,
             "spec": _spec_rows(records), "provenance": _provenance_rows(records), "rqs": sections,
             "headers": RQ_HEADERS, "metric": metric, "has_vqa": _has_vqa(arms),
+            "verdict_rules": verdict_rules(analysis.tables, analysis.exposure), "pooled_headers": POOLED_HEADERS,
+            "sensitivity": _sensitivity_rows(analysis.sensitivity), "sensitivity_headers": SENSITIVITY_HEADERS,
             "bars": _checked_svg(plots.dataset_bars(frame, metric, arms)), "arms": _arm_rows(arms),
             "gaps": gap_rows(analysis.gaps), "subgroups": subgroup_rows(analysis.subgroups),
             "subgroup_resamples": analysis.subgroup_resamples, "min_group": MIN_GROUP,
@@ -265,20 +343,23 @@ def _context(store, analysis: _Analysis) -> dict:
             "failed": _failed_rows(records), "skipped": skipped, "skipped_images": skipped_image_rows(records)}
 
 
-def render_report(store, *, n_resamples: int = 2000, seed: int = 0, metric: str = "auroc", vqa_metrics=None
+def render_report(store, *, n_resamples: int = 2000, seed: int = 0, metric: str = "auroc", vqa_metrics=None,
+                  margins: dict[str, float] | None = None, exposure: str | None = None
                   ) -> tuple[str, dict[str, pd.DataFrame]]:
     """(the HTML text, the RQ tables it shows) for a ``ResultStore``; ``vqa_metrics``: the per-question metrics
-    of VQA datasets (default closed_accuracy, open_token_f1)."""
+    of VQA datasets (default closed_accuracy, open_token_f1); ``margins`` and ``exposure`` override the study's
+    verdict settings saved with the store (``medrival.stats.questions.research_questions``)."""
     from medrival.stats.questions import CachedPredictions
 
     store = CachedPredictions(store)
-    analysis = _analyse(store, metric, n_resamples, seed, vqa_metrics)
+    analysis = _analyse(store, metric, n_resamples, seed, vqa_metrics, margins, exposure)
     env = Environment(autoescape=True, undefined=StrictUndefined)
     return env.from_string(_TEMPLATE).render(**_context(store, analysis)), analysis.tables
 
 
 def write_report(store_dir: str | Path, out_path: str | Path | None = None, *, n_resamples: int = 2000,
-                 seed: int = 0, metric: str = "auroc", vqa_metrics=None) -> Path:
+                 seed: int = 0, metric: str = "auroc", vqa_metrics=None, margins: dict[str, float] | None = None,
+                 exposure: str | None = None) -> Path:
     """Write the report of the store in ``store_dir`` (default ``<store_dir>/report/report.html``) and the RQ
     tables as Markdown/LaTeX/CSV next to it; returns the HTML path. ``metric`` is the one every comparison,
     CI and plot uses on classification datasets (auroc, accuracy, balanced_accuracy, macro_f1 or brier, where lower
@@ -297,7 +378,7 @@ def write_report(store_dir: str | Path, out_path: str | Path | None = None, *, n
     out = Path(out_path) if out_path is not None else Path(store_dir) / "report" / "report.html"
     out.parent.mkdir(parents=True, exist_ok=True)
     html, tables = render_report(store, n_resamples=n_resamples, seed=seed, metric=metric,
-                                 vqa_metrics=vqa_metrics)
+                                 vqa_metrics=vqa_metrics, margins=margins, exposure=exposure)
     out.write_text(html, encoding="utf-8")
     write_exports(tables, out.parent)
     return out

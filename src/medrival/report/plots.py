@@ -92,13 +92,14 @@ def _done(frame: pd.DataFrame, metric: str) -> pd.DataFrame:
 
 
 def dataset_bars(results_frame: pd.DataFrame, metric: str = "auroc", intervals: pd.DataFrame | None = None) -> str:
-    """Per dataset, one bar per model+method at the full label budget; "" when none.
+    """Per dataset, one bar per model+method at its richest label budget (the full training split when it ran;
+    else its largest fraction, else its largest K, named in the bar's label); "" when none.
 
     With ``intervals`` (``medrival.stats.questions.arm_summaries``) the bars are those estimates with their
     bootstrap CIs as error bars, and a VQA dataset gets one group per VQA metric, labelled "dataset (metric)";
     without, the mean over seeds of the stored metric."""
     if intervals is not None and not intervals.empty:
-        full = intervals[intervals["budget"] == "full"]
+        full = richest_budget(intervals)
         full = full.assign(group=_bar_groups(full, metric))
         means = full.pivot(index="group", columns="arm", values="estimate")
         lows = full.pivot(index="group", columns="arm", values="low")
@@ -116,6 +117,24 @@ def dataset_bars(results_frame: pd.DataFrame, metric: str = "auroc", intervals: 
     if means.empty:
         return ""
     return _bars_svg(means, lows, highs, metric)
+
+
+def _richness(budget) -> tuple[int, float]:
+    text = str(budget)
+    if text == "full":
+        return (3, 0.0)
+    if text.endswith("%"):
+        return (2, float(text[:-1]))
+    return (1, _shots(text)) if not math.isnan(_shots(text)) else (0, 0.0)
+
+
+def richest_budget(intervals: pd.DataFrame) -> pd.DataFrame:
+    """The rows of each (dataset, model, method label) at its richest budget: a few-shot study without a full
+    budget still gets its bars (zero-shot at full, the trained arms at their largest budget)."""
+    name = "method_label" if "method_label" in intervals.columns else "method"
+    rank = intervals["budget"].map(_richness)
+    best = rank.groupby([intervals["dataset"], intervals["model"], intervals[name]]).transform("max")
+    return intervals[rank == best]
 
 
 def _bar_groups(intervals: pd.DataFrame, metric: str) -> pd.Series:
@@ -203,4 +222,46 @@ def cost_plot(results_frame: pd.DataFrame, metric: str = "auroc") -> str:
         ax.annotate("0 trainable parameters (zero-shot) drawn at 1", xy=(0.01, 0.02), xycoords="axes fraction",
                     fontsize=7, color="#555555")
     ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    return to_svg(fig)
+
+
+def _budget_position(budget) -> tuple[int, float]:
+    """Order of budgets on the x axis: K-shot by K, then fractions by size, then the full split."""
+    text = str(budget)
+    if text == "full":
+        return (2, 0.0)
+    if text.endswith("%"):
+        return (1, float(text[:-1]))
+    return (0, _shots(text))
+
+
+def budget_differences(table: pd.DataFrame) -> str:
+    """The paired difference A - B with its CI at every label budget: one panel per opponent, one line per
+    dataset and method (and metric), a line at 0 and a dashed one at minus the margin; "" when the table has
+    fewer than two budgets. Every point is a paired comparison, so its whisker is the paired CI."""
+    if table is None or table.empty or "budget" not in table.columns or table["budget"].nunique() < 2:
+        return ""
+    budgets = sorted(table["budget"].astype(str).unique(), key=_budget_position)
+    where = {budget: i for i, budget in enumerate(budgets)}
+    name = "method_label" if "method_label" in table.columns else "method"
+    opponents = sorted(table["versus"].astype(str).unique())
+    series = table.assign(line=table["dataset"].astype(str) + ": " + table[name].astype(str) + " ["
+                          + table["metric"].astype(str) + "]")
+    fig = _figure(_width(4.5 * len(opponents), series["line"].unique()), 3.2)
+    axes = fig.subplots(1, len(opponents), squeeze=False)[0]
+    for ax, opponent in zip(axes, opponents):
+        part = series[series["versus"].astype(str) == opponent]
+        for line, rows in part.groupby("line", sort=True):
+            rows = rows.assign(x=rows["budget"].astype(str).map(where)).sort_values("x")
+            y = rows["difference"].to_numpy(dtype=float)
+            error = [y - rows["low"].to_numpy(dtype=float), rows["high"].to_numpy(dtype=float) - y]
+            ax.errorbar(rows["x"], y, yerr=error, marker="o", capsize=3, label=label_text(line))
+        ax.axhline(0.0, color="black", linewidth=0.8)
+        if "margin" in part.columns and part["margin"].notna().any():
+            ax.axhline(-float(part["margin"].max()), color="grey", linestyle="--", linewidth=0.8)
+        ax.set_xticks(range(len(budgets)), [label_text(b) for b in budgets])
+        ax.set_title(label_text(f"vs {opponent}"))
+        ax.set_xlabel("label budget")
+        ax.set_ylabel("A - B (paired CI)")
+    axes[-1].legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     return to_svg(fig)

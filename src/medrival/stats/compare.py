@@ -1,7 +1,7 @@
 """``medrival compare``: the paired comparison of two models, methods or cells on every dataset both scored.
 
 A side is written ``MODEL``, ``MODEL:METHOD`` or ``MODEL:METHOD@BUDGET`` (e.g. ``clip-vit-b16:lora@16-shot``),
-or as a cell id (or a unique prefix of one, at least 6 characters). A bare model name means its off-the-shelf
+where METHOD may also be an arm's label (two configs of one method are two arms), or as a cell id (or a unique prefix of one, at least 6 characters). A bare model name means its off-the-shelf
 cells when it has one such method, else its only method. Datasets are matched by name; on each, the two sides
 are compared on the test items both scored, with the paired cluster bootstrap (and DeLong's test alongside for
 binary AUROC). A VQA dataset gives one row per VQA metric (``closed_accuracy``, ``open_token_f1``, or the
@@ -20,10 +20,10 @@ from medrival.core.errors import ConfigError
 from medrival.core.registry import suggest
 from medrival.stats.questions import (
     FULL,
-    OFF_THE_SHELF,
-    Arm,
     _finished_cells,
+    analysis_settings,
     compare_paired,
+    is_off_the_shelf,
     paired_data,
     verdicts_by_metric,
 )
@@ -48,21 +48,27 @@ def resolve_side(cells, text: str) -> dict[str, list[str]]:
         close = suggest(model, models)
         hint = f" Did you mean {close[0]!r}?" if close else ""
         raise ConfigError(f"no finished cells of model {model!r} in these results.{hint} Models: {', '.join(models)}.")
-    method = method or _default_method(arms, model)
-    chosen = Arm(model, method, budget or FULL)
-    found = {dataset: ids for (dataset, arm), ids in cells.by_arm.items() if arm == chosen}
+    method = method or _default_method(cells, arms, model)
+    chosen = {arm for arm in arms if arm.budget == (budget or FULL) and method in (arm.method_label, arm.method)}
+    by_label = {arm for arm in chosen if arm.method_label == method}
+    chosen = by_label or chosen
+    if len({arm.method_label for arm in chosen}) > 1:
+        raise ConfigError(f"{text!r} matches several configs of {method!r}: "
+                          f"{', '.join(sorted({arm.method_label for arm in chosen}))}; write MODEL:LABEL.")
+    found = {dataset: ids for (dataset, arm), ids in cells.by_arm.items() if arm in chosen}
     if not found:
-        options = sorted(f"{a.model}:{a.method}" + ("" if a.budget == FULL else f"@{a.budget}") for a in arms)
+        options = sorted(f"{a.model}:{a.method_label}" + ("" if a.budget == FULL else f"@{a.budget}") for a in arms)
         raise ConfigError(f"no finished cells for {text!r}. This model has: {', '.join(options)}.")
     return found
 
 
-def _default_method(arms: set, model: str) -> str:
-    methods = sorted({arm.method for arm in arms})
-    off_the_shelf = [m for m in methods if m in OFF_THE_SHELF]  # zero_shot, or a generative model's own
-    if len(off_the_shelf) == 1 or len(methods) == 1:
-        return off_the_shelf[0] if len(off_the_shelf) == 1 else methods[0]
-    raise ConfigError(f"model {model!r} has several methods ({', '.join(methods)}); write MODEL:METHOD.")
+def _default_method(cells, arms: set, model: str) -> str:
+    labels = sorted({arm.method_label for arm in arms})
+    off_the_shelf = sorted({arm.method_label for (dataset, arm) in cells.by_arm
+                            if arm in arms and is_off_the_shelf(cells.first_spec(dataset, arm))})
+    if len(off_the_shelf) == 1 or len(labels) == 1:  # zero_shot, or a generative model's own off-the-shelf method
+        return off_the_shelf[0] if len(off_the_shelf) == 1 else labels[0]
+    raise ConfigError(f"model {model!r} has several methods ({', '.join(labels)}); write MODEL:METHOD.")
 
 
 def compare(store, side_a: str, side_b: str, *, metric: str = "auroc", n_resamples: int = 2000,
@@ -94,7 +100,8 @@ def compare(store, side_a: str, side_b: str, *, metric: str = "auroc", n_resampl
                          "estimate_b": result.estimate_b, "n_items": result.n_items,
                          "n_clusters": result.n_clusters, "items_left_out": left_out, "delong_p": delong_p})
             results.append(result)
-    verdicts = verdicts_by_metric(results, level=level, correction="holm")
+    verdicts = verdicts_by_metric(results, level=level, correction="holm",
+                                  margins=analysis_settings(store).get("margins"))
     return pd.concat([pd.DataFrame(rows), verdicts], axis=1)
 
 

@@ -44,7 +44,8 @@ _TMP_SUFFIX = ".tmp"
 _STALE_TMP_S = 24 * 3600  # a temp file this old is garbage even if its pid was reused by another process
 _BUSY_TIMEOUT_S = 30.0
 _STATUSES = ("done", "failed")
-_SPEC_COLUMNS = ("model", "role", "dataset", "modality", "domain", "task", "method", "budget", "draw", "seed")
+_SPEC_COLUMNS = ("model", "role", "dataset", "modality", "domain", "task", "method", "method_label", "budget",
+                 "draw", "seed")
 _COST_COLUMNS = ("wall_s", "trainable_params", "peak_rss_mb")
 _SORT_KEYS = ["dataset", "model", "method", "budget", "draw", "seed"]
 _SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._=+-]{0,150}$")
@@ -67,6 +68,11 @@ CREATE TABLE IF NOT EXISTS cells (
 """
 _COLUMNS = ("cell_id", "spec_json", "status", "metrics_json", "cost_json", "provenance_json", "error",
             "traceback", "started_at", "finished_at", "predictions_file")
+
+
+def config_text(config: dict | None) -> str:
+    """A method config as canonical JSON (sorted keys): the key that tells two configs of one method apart."""
+    return json.dumps(config or {}, sort_keys=True, separators=(",", ":"), default=str)
 
 
 def utc_now() -> str:
@@ -472,16 +478,18 @@ class ResultStore:
         if not include_outdated:
             records = [record for record in records if not is_outdated_vqa(record)]
         metric_names = sorted({m for rec in records for m in rec.metrics})
-        fixed = {"cell_id", "status", *_SPEC_COLUMNS, *_COST_COLUMNS, "error", "synthetic"}
+        fixed = {"cell_id", "status", *_SPEC_COLUMNS, "config", *_COST_COLUMNS, "error", "synthetic"}
         # A metric named like a fixed column would silently overwrite it; prefix it instead.
         metric_cols = {m: (f"metric_{m}" if m in fixed else m) for m in metric_names}
         with_synthetic = any("synthetic" in rec.spec for rec in records)
-        columns = ["cell_id", "status", *_SPEC_COLUMNS, *metric_cols.values(), *_COST_COLUMNS, "error"]
+        columns = ["cell_id", "status", *_SPEC_COLUMNS, "config", *metric_cols.values(), *_COST_COLUMNS, "error"]
         columns += ["synthetic"] if with_synthetic else []
         rows = []
         for rec in records:
             row: dict[str, Any] = {"cell_id": rec.cell_id, "status": rec.status, "error": rec.error}
             row.update({c: rec.spec.get(c) for c in _SPEC_COLUMNS})
+            row["method_label"] = rec.spec.get("method_label") or rec.spec.get("method")  # older records: the name
+            row["config"] = config_text(rec.spec.get("method_config"))
             row.update({col: rec.metrics.get(m, float("nan")) for m, col in metric_cols.items()})
             row.update({c: rec.cost.get(c) for c in _COST_COLUMNS})
             if with_synthetic:

@@ -5,6 +5,7 @@ Every aggregate is computed from the per-sample predictions, which are stored wi
 """
 from __future__ import annotations
 
+import dataclasses
 import time
 import traceback
 import warnings
@@ -15,11 +16,13 @@ import pandas as pd
 
 from medrival.core.cards import domain_of
 from medrival.core.errors import DataError, MedrivalError
+from medrival.core.prompts import PROMPT_SENSITIVITY, PROMPT_SET_OUTPUTS
 from medrival.core.provenance import capture
 from medrival.core.resources import PeakMemory
 from medrival.core.types import CellSpec, ClassificationSplit, TaskKind
 from medrival.data.catalog import dataset_registry, load_dataset
 from medrival.data.fewshot import apply_budget
+from medrival.data.zoo.exposure import exposure_of
 from medrival.methods import METHODS
 from medrival.methods.features import FeatureCache
 from medrival.metrics import compute_classification_metrics
@@ -30,9 +33,13 @@ from medrival.study.spec import cell_id
 
 
 def describe_cell(cell: CellSpec) -> dict:
-    """The normalised spec stored with a result, plus fields derived from the card and dataset."""
+    """The normalised spec stored with a result, plus fields derived from the card, the dataset and the method's
+    declared capabilities (the research questions read these, never name lists)."""
     card, info = get_card(cell.model), dataset_registry().get(cell.dataset).info
+    capabilities = dataclasses.asdict(METHODS.get(cell.method).capabilities)
     return {"model": cell.model, "dataset": cell.dataset, "method": cell.method, "seed": cell.seed,
+            "method_label": cell.label or cell.method, "capabilities": capabilities,
+            "exposure": list(exposure_of(card, cell.dataset)),  # documented training on this dataset's data
             "method_config": cell.config_dict(), "role": card.role, "family": card.family,
             "modality": info.modality, "domain": domain_of(card, info), "task": info.task.value,
             "pair": card.generalist_counterpart, "synthetic": bool(card.synthetic or info.synthetic),
@@ -40,7 +47,8 @@ def describe_cell(cell: CellSpec) -> dict:
             "subsample_val": cell.subsample_val, "weights": cell.weights,
             **({"llm_judge": dict(cell.judge)} if cell.judge is not None else {}),
             **({"vqa_rules": dict(cell.vqa_rules)} if cell.vqa_rules is not None else {}),
-            **({"answer_extractor": dict(cell.extractor)} if cell.extractor is not None else {})}
+            **({"answer_extractor": dict(cell.extractor)} if cell.extractor is not None else {}),
+            **({"inputs": dict(cell.inputs)} if cell.inputs is not None else {})}  # why a changed input re-ran
 
 
 def failure_record(cell: CellSpec, error: BaseException, started_at: str, wall_s: float) -> CellRecord:
@@ -164,9 +172,9 @@ def _fit_and_predict(cell: CellSpec, context: CellContext):
     predictions or None)."""
     model = context.model(cell.model, cell.weights)
     train, val, test = budgeted_splits(cell, context)
-    if cell.method != "zero_shot":  # every other method learns from the training labels
-        check_label_variety(train)
     spec = METHODS.get(cell.method)
+    if spec.capabilities.uses_labels:
+        check_label_variety(train)
     method = spec.build(spec.make_config(cell.config_dict()))
     encode_before = context.features.encode_seconds
     fit_started = time.perf_counter()
@@ -201,7 +209,10 @@ def _run_classification(cell: CellSpec, context: CellContext) -> tuple[dict, dic
         warnings.simplefilter("always", UndefinedMetricWarning)
         metrics = compute_classification_metrics(test.info.task, test.labels, output.probabilities,
                                                  test.info.class_names)
+    set_outputs = output.extras.pop(PROMPT_SET_OUTPUTS, None)  # per-template-set test outputs: scored here
     facts = {**facts, "trainable_params": output.trainable_parameters, **output.extras}
+    if set_outputs:
+        facts[PROMPT_SENSITIVITY] = prompt_set_metrics(test, set_outputs)
     notes = [str(w.message) for w in caught if issubclass(w.category, UndefinedMetricWarning)]
     if notes:  # e.g. a test split with one class: AUROC is NaN, and the record says why
         facts["metric_notes"] = notes
@@ -211,10 +222,21 @@ def _run_classification(cell: CellSpec, context: CellContext) -> tuple[dict, dic
     return metrics, facts, frame
 
 
+def prompt_set_metrics(test: ClassificationSplit, set_outputs: dict) -> dict[str, dict[str, float]]:
+    """Each template set's test metrics, from the probabilities a method with ``prompt_sensitivity`` returns: scored
+    here because the runner, not the method, reads test labels. A spread for the report, never used to choose;
+    undefined metrics are already noted for the cell's own prediction, so their warnings are not repeated."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UndefinedMetricWarning)
+        return {name: compute_classification_metrics(test.info.task, test.labels, probabilities,
+                                                     test.info.class_names)
+                for name, probabilities in set_outputs.items()}
+
+
 def _run_vqa(cell: CellSpec, context: CellContext) -> tuple[dict, dict, pd.DataFrame]:
     """(metrics, cost facts, per-question frame) of a VQA cell."""
     from medrival.study.vqa_cell import (
-        extract_undecided_answers, fit_and_answer, judge_open_answers, score_vqa, vqa_metrics)
+        extract_undecided_answers, fit_and_answer, judge_open_answers, prompt_set_vqa_metrics, score_vqa, vqa_metrics)
 
     spec = METHODS.get(cell.method)
     method = spec.build(spec.make_config(cell.config_dict()))
@@ -226,7 +248,10 @@ def _run_vqa(cell: CellSpec, context: CellContext) -> tuple[dict, dict, pd.DataF
         if hasattr(method, "close"):  # trained adapters are removed so the shared model is the base model again
             method.close()
     frame = score_vqa(test, output)
+    set_outputs = output.extras.pop(PROMPT_SET_OUTPUTS, None)  # per-prompt-set test answers: scored here
     facts = {**facts, "trainable_params": output.trainable_parameters, **output.extras}
+    if set_outputs:
+        facts[PROMPT_SENSITIVITY] = prompt_set_vqa_metrics(test, set_outputs)
     if cell.extractor is not None:  # the answers the rules left undecided, decided by the study's extractor
         frame, extracted = extract_undecided_answers(test, output, frame, dict(cell.extractor))
         facts.update(extracted)

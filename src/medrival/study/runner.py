@@ -22,6 +22,7 @@ from medrival.metrics.vqa import VQA_VERSIONS
 from medrival.models.catalog import get_card, model_registry
 from medrival.store import ResultStore
 from medrival.study.cell import CellContext, execute_cell
+from medrival.study.fingerprints import attach_inputs
 from medrival.study.spec import StudySpec, cell_id, check_names, check_weights, expand_cells, freeze
 
 
@@ -80,12 +81,15 @@ def plan_cells(spec: StudySpec, skipped: list[str] | None = None) -> list[CellSp
                           + "\n- ".join(dict.fromkeys(problems)) + "\nRemove those combinations or pick others"
                           + (" (or set unsupported: skip)." if unsupported else "."))
     cells = expand_cells(spec, lambda name, config: METHODS.get(name).normalised_config(config))
-    return _drop_unsupported(spec, cells, unsupported, skipped)
+    return attach_inputs(spec, _drop_unsupported(spec, cells, unsupported, skipped))
 
 
 def _drop_unsupported(spec: StudySpec, cells: list[CellSpec], unsupported: dict, skipped: list[str] | None):
     """Leave out unsupported combinations; label budgets on VQA datasets (questions have no class to draw
-    shots from) collapse into one full-budget cell, and are refused unless the study says ``unsupported: skip``."""
+    shots from) collapse into one full-budget cell, and are refused unless the study says ``unsupported: skip``.
+    Off-the-shelf methods read no labels and train nothing (greedy decoding, fixed prompts), so their budgets and
+    seeds collapse into one full-budget cell: it runs once and is the baseline of every budget and seed, never
+    re-run and relabelled."""
     vqa = {name for name in spec.datasets if dataset_registry().get(name).info.task.value == "vqa"}
     budgeted = sorted({c.dataset for c in cells if c.dataset in vqa and c.budget != "full"})
     if budgeted and spec.unsupported == "refuse":
@@ -99,8 +103,12 @@ def _drop_unsupported(spec: StudySpec, cells: list[CellSpec], unsupported: dict,
     for cell in cells:
         if (cell.model, cell.dataset, cell.method) in unsupported:
             continue
-        if cell.dataset in vqa and cell.budget != "full":
+        off_the_shelf = METHODS.get(cell.method).capabilities.off_the_shelf
+        if (cell.dataset in vqa or off_the_shelf) and cell.budget != "full":
+            # No labels read (an off-the-shelf method) or none to draw (VQA): one cell, the baseline of every budget.
             cell = replace(cell, shots=None, fraction=None, draw=0, subsample_val=False)
+        if off_the_shelf:  # nothing is trained or sampled: every seed would repeat the first seed's numbers
+            cell = replace(cell, seed=min(seeds_of(spec, cell.method, cell.label)))
         if cell.dataset in vqa:
             cell = replace(cell, vqa_rules=freeze(VQA_VERSIONS))
         if cell.dataset in vqa and spec.llm_judge is not None:
@@ -108,7 +116,15 @@ def _drop_unsupported(spec: StudySpec, cells: list[CellSpec], unsupported: dict,
         if cell.dataset in vqa and spec.answer_extractor is not None:  # its prompt version is part of the id
             cell = replace(cell, extractor=freeze(spec.answer_extractor.cell_settings()))
         keep.append(cell)
-    return list(dict.fromkeys(keep))  # the budgets of a VQA dataset collapse into its one full-budget cell
+    return list(dict.fromkeys(keep))  # collapsed budgets leave one full-budget cell
+
+
+def seeds_of(spec: StudySpec, method: str, label: str | None) -> list[int]:
+    """The seeds of a method entry (its own ``seeds:``, else the study's)."""
+    for entry in spec.methods:
+        if entry.name == method and entry.label == label and entry.seeds:
+            return list(entry.seeds)
+    return list(spec.seeds)
 
 
 def missing_datasets(spec: StudySpec) -> list[str]:
@@ -140,12 +156,24 @@ def _left_out_summary(left_out: list[str], shown: int = 3) -> str:
             + "\n  ".join(left_out[:shown]) + more)
 
 
+def save_analysis_settings(spec: StudySpec, store: ResultStore) -> None:
+    """The study's verdict settings (margins, exposure mode) beside its store, so that ``medrival report`` and
+    ``compare`` judge the stored results as the study asked (``medrival.stats.questions.analysis_settings``)."""
+    import json
+
+    from medrival.stats.questions import ANALYSIS_FILE
+
+    settings = {"study": spec.name, "margins": dict(spec.verdicts.margin), "exposure": spec.exposure}
+    (store.root / ANALYSIS_FILE).write_text(json.dumps(settings, indent=2, sort_keys=True), encoding="utf-8")
+
+
 def run_study(spec: StudySpec, store_dir: str | Path, progress: Callable[[str], None] = lambda _: None) -> StudyRun:
     left_out: list[str] = []
     cells = plan_cells(spec, left_out)
     if left_out:
         progress(_left_out_summary(left_out))
     store = ResultStore(store_dir)
+    save_analysis_settings(spec, store)
     run = StudyRun(store, cells)
     finished, ids = store.finished_ids(), {cell: cell_id(cell) for cell in cells}
     pending = [c for c in cells if ids[c] not in finished]

@@ -68,6 +68,13 @@ class MethodEntry(BaseModel):
     name: Name = Field(description="Registered method name, e.g. 'zero_shot' or 'linear_probe'.")
     config: dict[str, Any] = Field(
         default_factory=dict, description="Method settings; unset ones take the method's defaults.")
+    seeds: list[Seed] | None = Field(
+        None, min_length=1, description="Seeds of this method's cells, overriding the study's seeds (e.g. more "
+                                        "seeds for a method whose training is noisy).")
+    label: str | None = Field(
+        None, min_length=1, max_length=60, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.,=+\-\[\]() ]*$",
+        description="The arm's name in tables, e.g. 'probe-strong' (default: the method name, and for a method "
+                    "listed several times, the name with the options that differ from its defaults).")
 
     @field_validator("config")
     @classmethod
@@ -87,6 +94,31 @@ def _refuse_duplicates(values: list[Any], where: str) -> list[Any]:
     if dups:
         raise ValueError(f"{dups[0]!r} is listed twice in {where}; list each once")
     return values
+
+
+# Why a margin: "the adapted generalist rivals the specialist" is a non-inferiority claim, which needs the loss
+# that still counts as "as good" to be stated before the numbers are seen.
+class VerdictSpec(BaseModel):
+    """How verdicts are read: non-inferiority margins per metric (``medrival.stats.verdicts.DEFAULT_MARGINS`` for
+    metrics not listed)."""
+
+    model_config = ConfigDict(extra="forbid")
+    margin: dict[Name, Annotated[float, Field(ge=0, le=1, allow_inf_nan=False)]] = Field(
+        default_factory=dict, description="Metric -> non-inferiority margin (absolute), e.g. {auroc: 0.02, "
+                                          "closed_accuracy: 0.03}; unlisted metrics keep the documented defaults.")
+
+    @field_validator("margin")
+    @classmethod
+    def _known_metrics(cls, margin: dict[str, float]) -> dict[str, float]:
+        from medrival.stats.verdicts import DEFAULT_MARGINS
+
+        for metric in margin:
+            if metric not in DEFAULT_MARGINS:
+                close = suggest(metric, list(DEFAULT_MARGINS))
+                hint = f" (did you mean {close[0]!r}?)" if close else ""
+                raise ValueError(f"no metric named {metric!r}{hint}; margins can be set for "
+                                 f"{', '.join(DEFAULT_MARGINS)}")
+        return margin
 
 
 class FewShotSpec(BaseModel):
@@ -228,6 +260,12 @@ class StudySpec(BaseModel):
                           "only; off when absent.")
     save_checkpoints: bool = Field(
         False, description="Save each trained cell's learned state (heads, adapters) under STORE/checkpoints/.")
+    verdicts: VerdictSpec = Field(
+        default_factory=VerdictSpec, description="Non-inferiority margins of the verdicts, per metric: "
+                                                 "{margin: {auroc: 0.02}}.")
+    exposure: Literal["mark", "exclude"] = Field(
+        "mark", description="Comparisons where a model was trained on the dataset's images or questions (its card's "
+                            "trained_on): 'mark' them, or 'exclude' them from the verdicts; the report shows both.")
 
     # Where the spec came from, kept so that later checks (unknown names) can cite file and line.
     _lines: LineMap = PrivateAttr(default_factory=dict)
@@ -239,6 +277,15 @@ class StudySpec(BaseModel):
         # Allow the short form "- zero_shot" for a method without config.
         if isinstance(value, list):
             return [{"name": v} if isinstance(v, str) else v for v in value]
+        return value
+
+    @field_validator("methods")
+    @classmethod
+    def _unique_labels(cls, value: list[MethodEntry]) -> list[MethodEntry]:
+        labels = [m.label for m in value if m.label is not None]
+        dups = _duplicates(labels)
+        if dups:
+            raise ValueError(f"the label {dups[0]!r} is given to two methods; each arm needs its own label")
         return value
 
     @field_validator("models", "datasets", "seeds")
@@ -377,20 +424,45 @@ def expand_cells(spec: StudySpec,
     passes one that fills defaults) makes an explicitly written default give the same cell and id as omitting it.
     """
     configs = []
-    for method in spec.methods:
+    for method, label in zip(spec.methods, arm_labels(spec, normalise_config)):
         config = dict(method.config)
         if normalise_config is not None:
             config = normalise_config(method.name, config)
-        configs.append((method.name, freeze(config)))
+        configs.append((method.name, freeze(config), label, tuple(method.seeds or spec.seeds)))
     budgets = spec.fewshot.budgets() if spec.fewshot else [(None, None, 0)]
     subsample_val = bool(spec.fewshot and spec.fewshot.validation == "matched")
     return [
         CellSpec(model=model, dataset=dataset, method=method, seed=seed, method_config=config,
                  shots=shots, fraction=fraction, draw=draw, subsample_val=subsample_val and (shots, fraction) != (None, None),
-                 weights=spec.weights.get(model))
-        for dataset, model, (method, config), (shots, fraction, draw), seed in itertools.product(
-            spec.datasets, spec.models, configs, budgets, spec.seeds)
+                 weights=spec.weights.get(model), label=label)
+        for dataset, model, (method, config, label, seeds), (shots, fraction, draw) in itertools.product(
+            spec.datasets, spec.models, configs, budgets)
+        for seed in seeds
     ]
+
+
+def _option_text(value: Any) -> str:
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), default=str).replace('"', "")
+
+
+def arm_labels(spec: StudySpec,
+               normalise_config: Callable[[str, dict[str, Any]], dict[str, Any]] | None = None) -> list[str | None]:
+    """The arm label of each method entry: its ``label:``; else, for a method listed more than once (a sweep),
+    the name with the options that differ from the method's defaults, e.g. ``linear_probe(Cs=[0.001])``; else
+    None (the arm is named by its method). Sweeps are never pooled into one arm; the label only names them."""
+    counts: dict[str, int] = {}
+    for method in spec.methods:
+        counts[method.name] = counts.get(method.name, 0) + 1
+    labels: list[str | None] = []
+    for method in spec.methods:
+        if method.label is not None or counts[method.name] == 1:
+            labels.append(method.label)
+            continue
+        defaults = normalise_config(method.name, {}) if normalise_config is not None else {}
+        changed = {k: v for k, v in sorted(method.config.items()) if defaults.get(k, object()) != v}
+        options = ", ".join(f"{k}={_option_text(v)}" for k, v in changed.items())
+        labels.append(f"{method.name}({options})" if options else method.name)
+    return labels
 
 
 def _jsonable(value: Any) -> Any:
@@ -403,7 +475,10 @@ def _jsonable(value: Any) -> Any:
 
 
 def cell_id(cell: CellSpec) -> str:
-    """16 hex chars of sha256 over the cell's canonical JSON; stable across processes and Python versions."""
+    """16 hex chars of sha256 over the cell's canonical JSON; stable across processes and Python versions.
+
+    Planned cells carry ``inputs`` (``study.fingerprints``: annotations, prompt texts, model files and source), so
+    their ids change when what they read changes, not only when their spec does."""
     payload = {
         "id_version": CELL_ID_VERSION,
         "model": cell.model,
@@ -423,6 +498,8 @@ def cell_id(cell: CellSpec) -> str:
         payload["vqa_rules"] = _jsonable(freeze(dict(cell.vqa_rules)))
     if cell.extractor is not None:
         payload["extractor"] = _jsonable(freeze(dict(cell.extractor)))
+    if cell.inputs is not None:  # changed annotations, prompt texts or model files make new numbers: a new cell
+        payload["inputs"] = _jsonable(freeze(dict(cell.inputs)))
     # Refusing NaN keeps the JSON standard; sort_keys/separators make the text (hence the hash) canonical.
     text = json.dumps(payload, sort_keys=True, separators=(",", ":"), ensure_ascii=True, allow_nan=False)
     return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]

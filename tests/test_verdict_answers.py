@@ -1,0 +1,142 @@
+"""Issue 14: a study's verdict exists for every label budget, sweeps are separate arms, verdicts have margins,
+and exposed or unequally adapted comparisons are marked (run on the seeded demo world)."""
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+import yaml
+
+from medrival.store import ResultStore
+from medrival.study.runner import plan_cells, run_study
+from medrival.study.spec import parse_study
+
+README = Path(__file__).resolve().parents[1] / "README.md"
+
+
+def readme_example_study() -> dict:
+    """The README's first example study, as written (its first ```yaml block with a fewshot section)."""
+    blocks = re.findall(r"```yaml\n(.*?)```", README.read_text(encoding="utf-8"), re.S)
+    study = next(yaml.safe_load(block) for block in blocks if "fewshot:" in block)
+    assert study["fewshot"] and study["models"], "the README's example study lost its fewshot section"
+    return study
+
+
+def offline_version(study: dict) -> dict:
+    """The README example with the demo pair for its two real models and a budget this machine runs in seconds;
+    its structure (datasets, zero-shot + trained methods, shots and fractions incl. 1.0, draws) is kept."""
+    methods = [m for m in study["methods"] if (m if isinstance(m, str) else m["name"]) in ("zero_shot", "knn",
+                                                                                            "linear_probe")]
+    return {"name": "readme-offline", "models": ["demo-generalist-clip", "demo-specialist-clip"],
+            "datasets": study["datasets"], "methods": methods, "seeds": [0],
+            "fewshot": {"shots": [4], "fractions": [1.0], "draws": 2}}
+
+
+@pytest.fixture(scope="module")
+def readme_store(tmp_path_factory):
+    out = tmp_path_factory.mktemp("readme")
+    spec = parse_study(yaml.safe_dump(offline_version(readme_example_study())))
+    run_study(spec, out)
+    return ResultStore(out)
+
+
+@pytest.fixture(scope="module")
+def readme_tables(readme_store):
+    from medrival.stats.questions import research_questions
+
+    return research_questions(readme_store, n_resamples=300, seed=0)
+
+
+def test_finding1_off_the_shelf_runs_once_and_is_the_baseline_of_every_budget(readme_store):
+    zero_shot = [r.spec for r in readme_store.records() if r.spec["method"] == "zero_shot"]
+    # One zero-shot cell per (model, dataset): never re-run per budget and relabelled "4-shot".
+    assert len(zero_shot) == 2 * 2 and {spec["budget"] for spec in zero_shot} == {"full"}
+    assert all(spec["capabilities"]["off_the_shelf"] for spec in zero_shot)
+    trained = {r.spec["budget"] for r in readme_store.records() if r.spec["method"] == "linear_probe"}
+    assert trained == {"4-shot", "100%"}
+
+
+def test_finding1_the_readme_example_gets_an_answer_at_every_budget(readme_tables):
+    from medrival.stats.questions import method_summaries
+
+    assert set(readme_tables) == {"RQ1", "RQ2", "RQ3"}
+    for rq in ("RQ2", "RQ3"):
+        table = readme_tables[rq]
+        for versus in ("off-the-shelf specialist", "adapted specialist"):
+            rows = table[(table["versus"] == versus) & (table["method"] == "linear_probe")]
+            assert set(rows["budget"]) == {"4-shot", "100%"}, (rq, versus)
+        baseline = table[table["versus"] == "off-the-shelf specialist"]
+        assert set(baseline["b"]) == {"demo-specialist-clip+zero_shot"}  # the full-budget zero-shot arm
+        lines = method_summaries(rq, table)
+        assert any(" at 4-shot " in line for line in lines) and any(" at 100% " in line for line in lines)
+    # The adapted arms at a budget are hierarchical over their two draws.
+    four = readme_tables["RQ2"][readme_tables["RQ2"]["budget"] == "4-shot"]
+    assert set(four["draws_a"]) == {2}
+
+
+SWEEP = """
+models: [demo-generalist-clip, demo-specialist-clip]
+datasets: [demo-xray]
+methods:
+  - zero_shot
+  - linear_probe
+  - name: linear_probe
+    config: {Cs: [0.000001]}
+"""
+
+
+@pytest.fixture(scope="module")
+def sweep_store(tmp_path_factory):
+    out = tmp_path_factory.mktemp("sweep")
+    run_study(parse_study(SWEEP), out)
+    return ResultStore(out)
+
+
+def test_finding5_two_configs_of_one_method_are_two_arms(sweep_store):
+    from medrival.stats.questions import arm_summaries, research_questions
+
+    frame = sweep_store.results_frame()
+    probes = frame[frame["method"] == "linear_probe"]
+    assert set(probes["method_label"]) == {"linear_probe", "linear_probe(Cs=[1e-06])"}
+    assert probes["config"].nunique() == 2
+    arms = arm_summaries(sweep_store, n_resamples=200)
+    generalist = arms[(arms["model"] == "demo-generalist-clip") & (arms["method"] == "linear_probe")]
+    assert len(generalist) == 2 and set(generalist["draws"]) == {1}  # never pooled into one arm of 2 draws
+    stored = probes[probes["model"] == "demo-generalist-clip"].set_index("method_label")["auroc"]
+    for name in ("linear_probe", "linear_probe(Cs=[1e-06])"):  # each arm is its own cell's number, not a blend
+        assert generalist.set_index("method_label").loc[name, "estimate"] == pytest.approx(stored[name], abs=1e-9)
+    assert stored.nunique() == 2
+    rq2 = research_questions(sweep_store, n_resamples=200)["RQ2"]
+    adapted = rq2[rq2["versus"] == "adapted specialist"]
+    # Each config meets the specialist adapted with the *same* config.
+    assert sorted(zip(adapted["a"], adapted["b"])) == [
+        ("demo-generalist-clip+linear_probe", "demo-specialist-clip+linear_probe"),
+        ("demo-generalist-clip+linear_probe(Cs=[1e-06])", "demo-specialist-clip+linear_probe(Cs=[1e-06])")]
+
+
+def test_finding5_labels_name_arms_and_must_be_unique():
+    from medrival.core.errors import ConfigError
+
+    spec = parse_study(SWEEP.replace("  - linear_probe\n", "  - {name: linear_probe, label: probe-default}\n"))
+    labels = {c.label for c in plan_cells(spec) if c.method == "linear_probe"}
+    # The labelled entry keeps its label; the other entry of the sweep is named by its non-default options.
+    assert labels == {"probe-default", "linear_probe(Cs=[1e-06])"}
+    once = parse_study(SWEEP.replace("  - linear_probe\n", ""))
+    assert {c.label for c in plan_cells(once)} == {None}  # a method listed once is named by its method
+    with pytest.raises(ConfigError, match="the label 'x' is given to two methods"):
+        parse_study(SWEEP.replace("  - linear_probe\n", "  - {name: linear_probe, label: x}\n")
+                    .replace("config: {Cs: [0.000001]}", "config: {Cs: [0.000001]}\n    label: x"))
+
+
+def test_finding3_study_margins_reach_the_verdicts(sweep_store, tmp_path):
+    from medrival.stats.questions import research_questions
+
+    default = research_questions(sweep_store, n_resamples=200)["RQ2"]
+    assert set(default["margin"]) == {0.02}
+    wide = research_questions(sweep_store, n_resamples=200, margins={"auroc": 0.5})["RQ2"]
+    assert set(wide["margin"]) == {0.5}
+    # With a margin of 0.5 nothing here is worse by more than the margin: no row stays inferior.
+    assert "inferior" not in set(wide["verdict"])
+    with pytest.raises(Exception, match="did you mean 'auroc'"):
+        parse_study(SWEEP + "verdicts: {margin: {aroc: 0.02}}\n")
