@@ -5,6 +5,8 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+import numpy as np
+import pandas as pd
 import pytest
 import yaml
 
@@ -140,3 +142,93 @@ def test_finding3_study_margins_reach_the_verdicts(sweep_store, tmp_path):
     assert "inferior" not in set(wide["verdict"])
     with pytest.raises(Exception, match="did you mean 'auroc'"):
         parse_study(SWEEP + "verdicts: {margin: {aroc: 0.02}}\n")
+
+
+EXPOSED = """
+models: [demo-generalist-clip, demo-specialist-clip]
+datasets: [demo-xray, demo-dermoscopy]
+methods: [zero_shot, linear_probe]
+exposure: mark
+"""
+
+
+@pytest.fixture(scope="module")
+def exposed_store(tmp_path_factory):
+    """A store where the demo specialist's card says it was trained on demo-xray's images (the demo cards document
+    no exposure, so the study's exposure lookup is replaced for this one study)."""
+    import medrival.study.cell as cell_module
+
+    out = tmp_path_factory.mktemp("exposed")
+    real = cell_module.exposure_of
+    reason = "trained on demo-xray images (source: test fixture)"
+    cell_module.exposure_of = lambda card, dataset: (reason,) if (card.id, dataset) == (
+        "demo-specialist-clip", "demo-xray") else real(card, dataset)
+    try:
+        run_study(parse_study(EXPOSED), out)
+    finally:
+        cell_module.exposure_of = real
+    return ResultStore(out)
+
+
+def test_finding6_exposed_comparisons_are_marked_and_can_be_left_out(exposed_store):
+    from medrival.stats.questions import research_questions, without_exposed
+
+    marked = research_questions(exposed_store, n_resamples=200)
+    rows = pd.concat(marked.values())
+    on_xray = rows[rows["dataset"] == "demo-xray"]
+    assert len(on_xray) > 0 and on_xray["exposed"].all()
+    assert all("demo-specialist-clip: trained on demo-xray images" in text for text in on_xray["exposure"])
+    assert not rows[rows["dataset"] == "demo-dermoscopy"]["exposed"].any()
+    excluded = research_questions(exposed_store, n_resamples=200, exposure="exclude")
+    assert "RQ1" not in excluded  # its only row was on the exposed dataset
+    assert set(pd.concat(excluded.values())["dataset"]) == {"demo-dermoscopy"}
+    # The cheap "exclude" reading of the marked tables gives the same rows and verdicts as running it.
+    again = without_exposed(marked)
+    for rq, table in excluded.items():
+        assert list(again[rq]["verdict_corrected"]) == list(table["verdict_corrected"])
+        assert np.allclose(again[rq]["p_corrected"], table["p_corrected"])
+    with pytest.raises(Exception, match="Did you mean 'exclude'"):
+        research_questions(exposed_store, n_resamples=50, exposure="exclud")
+
+
+def test_finding6_the_report_flags_exposure_and_shows_both_readings(exposed_store, tmp_path):
+    from medrival.report.html import write_report
+
+    html = write_report(exposed_store.root, tmp_path / "r.html", n_resamples=200).read_text()
+    assert "exposed (demo-specialist-clip: trained on demo-xray images" in html
+    assert "Leaving out the comparisons on data a model was trained on" in html
+    excluded = write_report(exposed_store.root, tmp_path / "x.html", n_resamples=200, exposure="exclude").read_text()
+    assert "and left out of the verdicts" in excluded and "Keeping the comparisons" in excluded
+
+
+def test_finding4_rows_flag_trainable_parameters_more_than_ten_percent_apart():
+    from medrival.report.exports import row_flags
+    from medrival.stats.questions import capacity_mismatch
+
+    # The issue's numbers: clip-vit-b32 1,179,648 LoRA parameters against PLIP's 294,912 before the fix.
+    assert capacity_mismatch(1_179_648, 294_912) and capacity_mismatch(100, 112)
+    assert not capacity_mismatch(100, 110) and not capacity_mismatch(1_327_104, 1_327_104)
+    assert not capacity_mismatch(0, 5000) and not capacity_mismatch(None, 10)  # off-the-shelf arms train nothing
+    row = {"exposed": False, "capacity_mismatch": True, "trainable_a": 1_179_648, "trainable_b": 294_912}
+    assert row_flags(row) == "trainable 1.18M vs 295k"
+
+
+def test_finding4_lora_rows_compare_lora_parameters_not_heads(tmp_path):
+    from medrival.stats.questions import _Cells, Arm
+
+    arm = Arm("m", "lora")
+    cells = _Cells({("d", arm): ["c"]}, {"c": {}}, costs={"c": {"lora_parameters": 32256, "trainable_params": 32451}})
+    assert cells.trainable("d", arm) == 32256
+
+
+def test_finding3_report_margins_from_the_command_line(sweep_store):
+    from test_cli import medrival_cli
+
+    result = medrival_cli("report", str(sweep_store.root), "--resamples", "100", "--margin", "auroc=0.1")
+    assert result.returncode == 0, result.stderr
+    page = (sweep_store.root / "report" / "report.html").read_text()
+    assert "Margins here: auroc 0.1." in page
+    bad = medrival_cli("report", str(sweep_store.root), "--margin", "aroc=0.1")
+    assert bad.returncode == 2 and "Did you mean 'auroc'" in bad.stderr
+    malformed = medrival_cli("report", str(sweep_store.root), "--margin", "auroc")
+    assert malformed.returncode == 2 and "is not METRIC=VALUE" in malformed.stderr

@@ -70,7 +70,9 @@ svg { max-width: 100%; height: auto; }
 {% for row in rq.rows %}<tr>{% for cell in row %}<td>{{ cell }}</td>{% endfor %}</tr>{% endfor %}</table>
 <div class="plot">{{ rq.svg | safe }}</div>
 {% if rq.budgets %}<h3>Paired differences by label budget</h3><div class="plot">{{ rq.budgets | safe }}</div>{% endif %}
-{% else %}<p>No comparison in this store answers {{ rq.key }}.</p>{% endif %}
+{% else %}<p>No comparison in this store answers {{ rq.key }}{% if rq.other_summaries %} under this setting.
+{{ rq.other_title }}:</p><ul>{% for line in rq.other_summaries %}<li>{{ line }}</li>{% endfor %}</ul>{% else %}.</p>
+{% endif %}{% endif %}
 {% endfor %}
 <h2 id="datasets">Per-dataset results ({{ metric }})</h2>
 {% if has_vqa %}<p>VQA datasets are not scored with {{ metric }}: they show {{ vqa_metrics | join(", ") }}, each
@@ -197,14 +199,21 @@ def _rq_sections(tables: dict[str, pd.DataFrame], other: dict[str, pd.DataFrame]
     for key, title in RQ_TITLES.items():
         table = tables.get(key)
         if table is None or table.empty:
-            sections.append({"key": key, "title": title, "rows": []})
+            kept = other.get(key)
+            lines = method_summaries(key, kept) if kept is not None and not kept.empty else []
+            sections.append({"key": key, "title": title, "rows": [], "other_title": other_title,
+                              "other_summaries": lines})
             continue
         records = table.to_dict("records")
-        different = other.get(key) is not None and len(other[key]) != len(table)
+        other_table = other.get(key)
+        different = other_table is None or len(other_table) != len(table)
+        other_lines = (method_summaries(key, other_table) if other_table is not None else []) if different else []
+        if different and not other_lines:
+            other_lines = [f"no {key} comparison is left"]
         sections.append({"key": key, "title": title, "rows": rq_rows(table),
                          "summaries": method_summaries(key, table),
                          "other_title": other_title,
-                         "other_summaries": method_summaries(key, other[key]) if different else [],
+                         "other_summaries": other_lines,
                          "pooled": _pooled_rows(pooled, key),
                          "svg": _checked_svg(plots.forest_plot(table)),
                          "budgets": _checked_svg(plots.budget_differences(
