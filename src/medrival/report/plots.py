@@ -119,20 +119,13 @@ def dataset_bars(results_frame: pd.DataFrame, metric: str = "auroc", intervals: 
     return _bars_svg(means, lows, highs, metric)
 
 
-def _richness(budget) -> tuple[int, float]:
-    text = str(budget)
-    if text == "full":
-        return (3, 0.0)
-    if text.endswith("%"):
-        return (2, float(text[:-1]))
-    return (1, _shots(text)) if not math.isnan(_shots(text)) else (0, 0.0)
-
-
 def richest_budget(intervals: pd.DataFrame) -> pd.DataFrame:
     """The rows of each (dataset, model, method label) at its richest budget: a few-shot study without a full
     budget still gets its bars (zero-shot at full, the trained arms at their largest budget)."""
     name = "method_label" if "method_label" in intervals.columns else "method"
-    rank = intervals["budget"].map(_richness)
+    from medrival.stats.questions import budget_rank
+
+    rank = intervals["budget"].map(budget_rank)
     best = rank.groupby([intervals["dataset"], intervals["model"], intervals[name]]).transform("max")
     return intervals[rank == best]
 
@@ -225,23 +218,15 @@ def cost_plot(results_frame: pd.DataFrame, metric: str = "auroc") -> str:
     return to_svg(fig)
 
 
-def _budget_position(budget) -> tuple[int, float]:
-    """Order of budgets on the x axis: K-shot by K, then fractions by size, then the full split."""
-    text = str(budget)
-    if text == "full":
-        return (2, 0.0)
-    if text.endswith("%"):
-        return (1, float(text[:-1]))
-    return (0, _shots(text))
-
-
 def budget_differences(table: pd.DataFrame) -> str:
     """The paired difference A - B with its CI at every label budget: one panel per opponent, one line per
     dataset and method (and metric), a line at 0 and a dashed one at minus the margin; "" when the table has
     fewer than two budgets. Every point is a paired comparison, so its whisker is the paired CI."""
     if table is None or table.empty or "budget" not in table.columns or table["budget"].nunique() < 2:
         return ""
-    budgets = sorted(table["budget"].astype(str).unique(), key=_budget_position)
+    from medrival.stats.questions import budget_rank
+
+    budgets = sorted(table["budget"].astype(str).unique(), key=budget_rank)
     where = {budget: i for i, budget in enumerate(budgets)}
     name = "method_label" if "method_label" in table.columns else "method"
     opponents = sorted(table["versus"].astype(str).unique())

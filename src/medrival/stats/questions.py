@@ -187,7 +187,7 @@ def _adapted_plans(cells: _Cells, base: dict, dataset: str, specialist: Arm, gen
                    with_adapted: bool = True) -> list[dict]:
     rq = "RQ2" if base["domain"] == "ID" else "RQ3"
     plans = []
-    for (other_dataset, arm) in sorted(cells.by_arm, key=lambda key: (_budget_order(key[1].budget), key[1].label)):
+    for (other_dataset, arm) in sorted(cells.by_arm, key=lambda key: (budget_rank(key[1].budget), key[1].label)):
         if other_dataset != dataset or arm.model != generalist or is_off_the_shelf(cells.first_spec(dataset, arm)):
             continue
         # Every label budget of the adapted generalist meets the one off-the-shelf specialist (it read no labels).
@@ -198,14 +198,17 @@ def _adapted_plans(cells: _Cells, base: dict, dataset: str, specialist: Arm, gen
     return plans
 
 
-def _budget_order(budget: str) -> tuple[int, float]:
-    """full first, then K-shot by K, then fractions by size: the order of rows and curves."""
+def budget_rank(budget: str) -> tuple[int, float]:
+    """The order of label budgets from fewest labels to most: K-shot by K, then fractions by size, then the full
+    split (rows, summary lines, curves and "the richest budget" all use it); an unknown label sorts first."""
     text = str(budget)
     if text == FULL:
+        return (3, 0.0)
+    number = text[:-5] if text.endswith("-shot") else text[:-1] if text.endswith("%") else ""
+    try:
+        return (1 if text.endswith("-shot") else 2, float(number))
+    except ValueError:
         return (0, 0.0)
-    if text.endswith("-shot"):
-        return (1, float(text[:-5]))
-    return (2, float(text.rstrip("%") or 0)) if text.rstrip("%").replace(".", "", 1).isdigit() else (3, 0.0)
 
 
 def arm_outputs(store, cell_ids: list[str]) -> tuple[pd.DataFrame, list[np.ndarray]]:
@@ -408,7 +411,7 @@ def method_summaries(rq: str, table: pd.DataFrame) -> list[str]:
     lines = []
     groups = [(dict(zip(keys, values)), part) for values, part in table.groupby(keys, sort=True)]
     if by_budget:  # full, then K-shot by K, then fractions (a stable sort keeps the rest in order)
-        groups.sort(key=lambda group: _budget_order(group[0]["budget"]))
+        groups.sort(key=lambda group: budget_rank(group[0]["budget"]))
     for named, part in groups:
         scope = "/".join(sorted({str(d) for d in part["domain"]}))  # "ID", "OOD", or "OOD/mixed"
         scope += f" {named['metric']}" if by_metric else ""
