@@ -440,8 +440,13 @@ class ResultStore:
         return [self._record(r) for r in rows]
 
     def has_predictions(self, cell_id: str) -> bool:
+        return self.predictions_path(cell_id) is not None
+
+    def predictions_path(self, cell_id: str) -> Path | None:
+        """The Parquet file of a cell's per-sample predictions (to copy or export it whole); None without one."""
         name = self._predictions_file_of(cell_id)
-        return name is not None and (self._paths.predictions_dir / name).is_file()
+        path = None if name is None else self._paths.predictions_dir / name
+        return path if path is not None and path.is_file() else None
 
     def predictions(self, cell_id: str, split: str = "test") -> pd.DataFrame:
         """The per-sample predictions of a cell on ``split`` ("test", or "val" where the cell stored its
