@@ -118,7 +118,8 @@ def test_finding9_default_sets_are_todays_prompts(xray, clip_models, cache):
 def test_finding9_bad_prompt_options_are_config_errors(method, option, value, expected):
     with pytest.raises(ConfigError, match=expected) as info:
         METHODS.get(method).make_config({option: value})
-    assert repr(value) in str(info.value) and method in str(info.value)
+    shown = {None: "null", True: "true"}.get(value, repr(value))
+    assert shown in str(info.value) and method in str(info.value)
     with pytest.raises(ConfigError, match="did you mean 'prompt_selection'"):
         METHODS.get(method).make_config({"prompt_selectoin": "validation"})
 

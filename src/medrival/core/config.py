@@ -15,7 +15,7 @@ from typing import Any, TypeVar
 import pydantic
 import yaml
 
-from medrival.core.errors import ConfigError
+from medrival.core.errors import ConfigError, ConfigProblems
 from medrival.core.registry import suggest
 
 KeyPath = tuple[Any, ...]
@@ -145,14 +145,28 @@ def where(source: str, lines: LineMap, path: KeyPath) -> str:
 
 # ----------------------------------------------------------------------------------------------- validation
 def validate(model_cls: type[M], data: Any, lines: LineMap, source: str) -> M:
-    """Validate ``data`` against ``model_cls``; on failure raise one ConfigError listing every problem."""
+    """Validate ``data`` against ``model_cls``; on failure raise one ConfigProblems listing every problem.
+
+    Each problem is kept with its path (a pydantic ``loc``) so a caller can add its own checks and sort by line."""
     try:
         return model_cls.model_validate(data)
     except pydantic.ValidationError as exc:
-        problems = [_describe_error(model_cls, err, lines, source) for err in exc.errors()]
-    count = f"{len(problems)} problem" + ("s" if len(problems) != 1 else "")
-    body = "\n".join(f"  {p}" for p in problems)
-    raise ConfigError(f"{source} is not a valid {_model_label(model_cls)} ({count}):\n{body}")
+        problems = [(_loc(err), _describe_error(model_cls, err, lines, source)) for err in exc.errors()]
+    raise problems_error(model_cls, problems, lines, source)
+
+
+def problems_error(model_cls: type[pydantic.BaseModel], problems: list[tuple[KeyPath, str]], lines: LineMap,
+                   source: str) -> ConfigProblems:
+    """One error listing ``problems`` (path, text), in file order, under ``<source> is not a valid ...``."""
+    ordered = sorted(problems, key=lambda item: line_for(lines, item[0]) or 0)  # stable: same line keeps order
+    unique = list(dict.fromkeys(ordered))
+    count = f"{len(unique)} problem" + ("s" if len(unique) != 1 else "")
+    body = "\n".join(f"  {text}" for _, text in unique)
+    return ConfigProblems(f"{source} is not a valid {_model_label(model_cls)} ({count}):\n{body}", unique)
+
+
+def _loc(err: Any) -> KeyPath:
+    return tuple(part for part in err["loc"] if part != "[key]")
 
 
 def _model_label(model_cls: type[pydantic.BaseModel]) -> str:
@@ -161,7 +175,7 @@ def _model_label(model_cls: type[pydantic.BaseModel]) -> str:
 
 def _describe_error(model_cls: type[pydantic.BaseModel], err: Any, lines: LineMap, source: str) -> str:
     """``<source>, line N: <dotted.path>: <message>[; hint]`` for one pydantic error."""
-    loc = tuple(part for part in err["loc"] if part != "[key]")
+    loc = _loc(err)
     kind, message = err["type"], str(err["msg"])
     if message.startswith("Value error, "):  # our own validators' messages are already written for people
         message = message[len("Value error, "):]
@@ -177,16 +191,16 @@ def _describe_error(model_cls: type[pydantic.BaseModel], err: Any, lines: LineMa
         about = f" ({described.description.rstrip('.')})" if described is not None and described.description else ""
         message = f"required field is missing{about}."
     elif kind in ("model_type", "model_attributes_type", "dict_type"):
-        message = f"expected a mapping (key: value lines), got {_describe_input(err.get('input'))}."
+        message = f"expected a mapping (key: value lines), got {describe_input(err.get('input'))}."
     elif kind == "string_type" and (isinstance(err.get("input"), (bool, int, float)) or err.get("input") is None):
         # YAML 1.1 reads yes/no/on/off/null and bare numbers as non-strings; quoting fixes it.
-        message += f", got {_describe_input(err.get('input'))}. Put the value in quotes."
+        message += f", got {describe_input(err.get('input'))}. Put the value in quotes."
     elif kind.endswith("_type") or kind.endswith("_parsing"):
-        message += f", got {_describe_input(err.get('input'))}."
+        message += f", got {describe_input(err.get('input'))}."
     return f"{where(source, lines, loc)}: {format_path(loc)}: {message}"
 
 
-def _describe_input(value: Any) -> str:
+def describe_input(value: Any) -> str:
     """How YAML read a value, in the user's terms (``no`` is a boolean, ``[1, 2]`` a list)."""
     if value is None:
         return "nothing (null)"

@@ -23,3 +23,19 @@ class ConfigError(MedrivalError, ValueError):
 
 class DataError(MedrivalError, ValueError):
     """Input data of the wrong shape, type or content."""
+
+
+class ConfigProblems(ConfigError):
+    """Several configuration problems reported together (the message lists them all), each also kept with the
+    path of the value it is about, so that a caller that knows the file can merge them with its own problems and
+    put line numbers on them."""
+
+    def __init__(self, message: str, problems: list[tuple[tuple, str]]):
+        super().__init__(message)
+        self.problems = list(problems)
+
+
+def full_message(error: BaseException) -> str:
+    """``Type: message`` with every line of the message: fix steps often follow the first line, so a stored or
+    printed error must never be cut to its first line or to a width."""
+    return f"{type(error).__name__}: {error}"

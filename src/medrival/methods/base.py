@@ -8,9 +8,10 @@ from typing import Any, Callable
 
 import numpy as np
 
-from medrival.core.errors import ConfigError, DataError
-from medrival.core.registry import Registry, suggest
+from medrival.core.errors import ConfigProblems, DataError
+from medrival.core.registry import Registry
 from medrival.core.types import TaskKind
+from medrival.methods.options import option_problems, own_words, render_problems
 
 
 @dataclass
@@ -58,17 +59,18 @@ class MethodSpec:
     capabilities: Capabilities = ON_FROZEN_FEATURES
 
     def make_config(self, values: dict[str, Any]):
-        """Validate user values against the config dataclass; unknown keys suggest close field names."""
-        fields = {f.name: f for f in dataclasses.fields(self.config_class)}
-        unknown = [key for key in values if key not in fields]
-        if unknown:
-            hints = "; ".join(f"{k!r}" + "".join(f" (did you mean {close!r}?)" for close in suggest(k, list(fields))[:1])
-                              for k in unknown)
-            raise ConfigError(f"Method {self.name!r} has no option {hints}. Its options: {', '.join(fields)}.")
-        try:
-            return self.config_class(**values)
-        except (TypeError, ValueError) as error:
-            raise ConfigError(f"Method {self.name!r}: invalid option value: {error}") from None
+        """Validate user values against the config dataclass and build it.
+
+        Every problem is reported at once (``ConfigProblems``, one entry per option): unknown options with a
+        did-you-mean, then each known option's type (a strict pydantic check) and range (the config's own
+        checks), so ``{rnak: 8, epochs: -1}`` names both."""
+        problems = option_problems(self.name, self.config_class, values)
+        if not problems:
+            try:
+                return self.config_class(**values)
+            except (TypeError, ValueError) as error:  # a rule across options (each one alone was fine)
+                problems = [((), own_words(str(error)))]
+        raise ConfigProblems(render_problems(self.name, self.config_class, problems), problems)
 
     def normalised_config(self, values: dict[str, Any]) -> dict[str, Any]:
         """All options with defaults filled in, so a default written explicitly gives the same cell id."""

@@ -209,8 +209,8 @@ def gated_message(card: ModelCard) -> str:
 def unavailable_message(card: ModelCard, reason: str, detail: str = "") -> str:
     """What is missing, why it cannot be fetched, and the two ways to fix it.
 
-    The first line stands alone (a study stores the first line of a failed cell's error); the rest gives the
-    exact commands.
+    The first line says what is wrong; the numbered lines after it give the exact commands, so whoever shows
+    or stores this message must keep every line (a failed cell stores it whole).
     """
     repos = [files.repo_id for files in hub_requirements(card)] or [card.source.name]
     example = f"/path/to/weights/{card.id}"

@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 
 from medrival.core.cards import domain_of
-from medrival.core.errors import DataError, MedrivalError
+from medrival.core.errors import DataError, MedrivalError, full_message
 from medrival.core.prompts import PROMPT_SENSITIVITY, PROMPT_SET_OUTPUTS
 from medrival.core.provenance import capture
 from medrival.core.resources import PeakMemory
@@ -52,7 +52,7 @@ def describe_cell(cell: CellSpec) -> dict:
 
 
 def failure_record(cell: CellSpec, error: BaseException, started_at: str, wall_s: float) -> CellRecord:
-    message = f"{type(error).__name__}: {error}".splitlines()[0][:500]
+    message = full_message(error)  # never cut: the fix steps of an error follow its first line
     return CellRecord(cell_id(cell), describe_cell(cell), "failed", {}, {"wall_s": wall_s}, capture(cell.seed),
                       error=message, traceback=traceback.format_exc(), started_at=started_at, finished_at=utc_now())
 

@@ -15,8 +15,9 @@ from typing import Annotated, Any, Callable, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator, model_validator
 
-from medrival.core.config import LineMap, line_for, load_yaml_with_lines, read_config_text, validate
-from medrival.core.errors import ConfigError
+from medrival.core.config import (LineMap, line_for, load_yaml_with_lines, problems_error, read_config_text,
+                                  validate)
+from medrival.core.errors import ConfigError, ConfigProblems
 from medrival.core.registry import suggest
 from medrival.core.types import CellSpec
 
@@ -310,12 +311,14 @@ class StudySpec(BaseModel):
         kind, what = ("models", "weights") if info.field_name == "weights" else \
             ("datasets", info.field_name.replace("_", " "))
         listed = info.data.get(kind) or []
+        problems = []  # every stray name at once, not the first only
         for name in value:
             if name not in listed:
                 close = suggest(name, listed)
                 hint = f" Did you mean {close[0]!r}?" if close else ""
-                raise ValueError(f"{what} are given for {name!r}, which is not in {kind}.{hint} "
-                                 f"{kind.capitalize()} of this study: {', '.join(listed)}")
+                problems.append(f"{what} are given for {name!r}, which is not in {kind}.{hint}")
+        if problems:
+            raise ValueError(" ".join(problems) + f" {kind.capitalize()} of this study: {', '.join(listed)}")
         return value
 
     @property
@@ -331,9 +334,16 @@ class StudySpec(BaseModel):
 
 # ----------------------------------------------------------------------------------------------- loading
 def parse_study(text: str, source: str = "<string>") -> StudySpec:
-    """Parse and validate study YAML; the returned spec remembers ``source`` and line numbers."""
+    """Parse and validate study YAML; the returned spec remembers ``source`` and line numbers.
+
+    When the file's shape is wrong, the error also lists its unknown names and bad method options (every layer
+    of ``medrival.study.validation`` runs), so one run reports every problem; a well-shaped file's names are
+    checked later (``check_names``), against the registries and the study's custom datasets."""
     data, lines = load_yaml_with_lines(text, source, EXAMPLE_STUDY)
-    spec = validate(StudySpec, data, lines, source)
+    try:
+        spec = validate(StudySpec, data, lines, source)
+    except ConfigProblems as error:
+        raise _with_name_and_option_problems(error, data, lines, source) from None
     spec._lines = lines
     spec._source = source
     return spec
@@ -369,33 +379,32 @@ def check_weights(spec: StudySpec) -> None:
                             "FOLDER`) or fix the path.")
 
 
-_SINGULAR = {"models": "model", "datasets": "dataset", "methods": "method"}
+def _with_name_and_option_problems(error: ConfigProblems, data: Any, lines: LineMap, source: str) -> ConfigProblems:
+    """``error`` (the model layer's problems) merged with the name and option layers' problems, in file order."""
+    from medrival.study.validation import registered_names, study_problems
+
+    # An entry whose config the model layer already rejects (a non-finite number, a non-mapping) is not re-checked.
+    malformed = {path[1] for path, _ in error.problems if len(path) > 2 and path[0] == "methods"
+                 and isinstance(path[1], int) and path[2] == "config"}
+    custom = data.get("custom_datasets") if isinstance(data, dict) else None
+    more = study_problems(data, lines, source, registered_names(custom), malformed)
+    return problems_error(StudySpec, [*error.problems, *more], lines, source) if more else error
 
 
 def check_names(spec: StudySpec, known: dict[str, list[str]]) -> None:
-    """Raise one ConfigError listing every model/dataset/method name not in ``known`` (kinds absent are skipped)."""
-    problems: list[str] = []
-    for kind, singular in _SINGULAR.items():
-        if kind not in known:
-            continue
-        available = sorted(known[kind])
-        names = [m.name for m in spec.methods] if kind == "methods" else getattr(spec, kind)
-        for index, name in enumerate(names):
-            if name in available:
-                continue
-            # A method's name sits under "name" in the mapping form; line_for falls back to the list item.
-            path = (kind, index, "name") if kind == "methods" else (kind, index)
-            line = line_for(spec.lines, path)
-            place = f"{spec.source}, line {line}" if line is not None else spec.source
-            close = suggest(name, available)
-            hint = f" Did you mean {' or '.join(map(repr, close))}?" if close else ""
-            listing = ", ".join(available) or "(none registered)"
-            problems.append(f"{place}: unknown {singular} {name!r}.{hint} Available {kind}: {listing}.")
+    """Raise one ConfigError listing every model/dataset/method name not in ``known`` (kinds absent are skipped)
+    and, when methods are checked, every problem of every registered method's options, each with its line."""
+    from medrival.study.validation import study_problems
+
+    problems = [text for _, text in sorted(study_problems(spec, spec.lines, spec.source, known),
+                                           key=lambda item: line_for(spec.lines, item[0]) or 0)]
     if len(problems) == 1:
         raise ConfigError(problems[0])
     if problems:
-        raise ConfigError(f"{spec.source} names {len(problems)} unknown names:\n"
-                          + "\n".join(f"  {p}" for p in problems))
+        names_only = all(": unknown " in p and " config: " not in p for p in problems)
+        header = (f"{spec.source} names {len(problems)} unknown names:" if names_only
+                  else f"{spec.source} has {len(problems)} problems:")
+        raise ConfigError(header + "\n" + "\n".join(f"  {p}" for p in problems))
 
 
 # ----------------------------------------------------------------------------------------------- cells
