@@ -21,12 +21,16 @@ demo: install
 test: install browser
 	$(PY) -m pytest -q
 
-# The report test opens the HTML report in headless Chromium. Installed here when the machine allows it (Debian,
-# root); otherwise that one test is skipped with the reason, and nothing else depends on a browser.
+# The browser tests (tests/test_report_browser.py) drive the HTML report in headless Chromium through selenium and
+# Debian's chromium-driver. Both are installed here when the machine allows it (Debian, root); otherwise those
+# tests are skipped with the reason, and nothing else depends on a browser.
 browser:
-	@command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1 || \
-	  { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1 && apt-get install -y -qq chromium >/dev/null 2>&1; } || \
-	  echo "chromium could not be installed: the headless-browser report test will be skipped"
+	@{ command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1; } && \
+	  command -v chromedriver >/dev/null 2>&1 || \
+	  { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1 && \
+	    { apt-get install -y -qq chromium chromium-driver >/dev/null 2>&1 || \
+	      { apt-get update -qq >/dev/null 2>&1 && apt-get install -y -qq chromium chromium-driver >/dev/null 2>&1; }; }; } || \
+	  echo "chromium and chromium-driver could not be installed: the headless-browser report tests will be skipped"
 
 bench: install
 	$(PY) benchmarks/demo.py

@@ -65,6 +65,17 @@ def _cache_dir(tmp_path_factory):
     yield
 
 
+@pytest.fixture(scope="session")
+def demo_run(tmp_path_factory):
+    """The built-in demo study, run once for the whole session (about 4 minutes on 2 cores): the runner's tests and
+    the browser test of its report share it. Returns (store folder, StudyRun, results frame)."""
+    from medrival.study.demo import run_demo
+
+    out = tmp_path_factory.mktemp("demo")
+    run = run_demo(out)
+    return out, run, run.frame()
+
+
 @pytest.fixture(scope="module")
 def one_torch_thread():
     """Tiny models run fastest on one thread (two threads mostly wait for each other); restored afterwards.

@@ -22,11 +22,7 @@ from medrival.study.spec import parse_study
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 
 
-@pytest.fixture(scope="module")
-def demo_run(tmp_path_factory):
-    out = tmp_path_factory.mktemp("demo")
-    run = run_demo(out)
-    return out, run, run.frame()
+# ``demo_run`` (the demo study, run once per test session) is in conftest.py.
 
 
 # Contrastive: 2 models x 4 diagnosis datasets x 9 methods of the ladder. Generative: 2 models x 4 diagnosis
@@ -275,24 +271,3 @@ def test_explicit_default_option_gives_the_same_cell(tmp_path):
                              "methods:\n  - name: linear_probe\n    config: {max_iter: 2000}")
     again = run_study(parse_study(explicit), tmp_path)
     assert again.ran == [] and len(again.skipped) == 2
-
-
-def test_demo_report_renders_in_headless_chromium(demo_run, tmp_path):
-    """The demo's HTML report opens from disk without console errors or fetches; a screenshot is saved."""
-    from browser import PAGE_PROBLEMS, find_browser, screenshot
-
-    from medrival.report.html import write_report
-
-    if find_browser() is None:
-        pytest.skip("no Chromium here: install Debian's chromium (apt-get install chromium) to run this test")
-    out, _, _ = demo_run
-    page = write_report(out, n_resamples=300)
-    png = tmp_path / "demo-report.png"
-    dom, log = screenshot(page, png)
-    assert png.is_file() and png.stat().st_size > 50_000
-    problems = [line for line in log.splitlines() if any(word in line for word in PAGE_PROBLEMS)]
-    assert not problems, problems
-    for section in ("RQ1", "RQ2", "RQ3"):
-        assert section in dom
-    assert dom.count("<svg") >= 5 and "demo-specialist-clip+zero_shot" in dom
-    assert "demo-generalist-vlm+vqa_lora" in dom and "closed_accuracy" in dom

@@ -143,3 +143,103 @@ def rq_csv(table: pd.DataFrame, path: str | Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     table.to_csv(path, index=False)
     return path
+
+
+# Compact tables: the arms as short aliases (G1, G2 for generalist arms, S1, S2 for specialist ones, in order of
+# first appearance across RQ1-RQ3, so one alias means one arm on the whole page), the essential columns only.
+COMPACT_HEADERS = ("dataset", "A", "B", "budget", "A - B [CI]", "p (corr.)", "verdict (corr.)", "flags")
+
+
+def _sides(row: dict) -> tuple[str, str]:
+    """Alias prefixes of (A, B): in RQ1 the specialist is A (its opponent is "off-the-shelf generalist"), in
+    RQ2/RQ3 the adapted generalist is A."""
+    return ("S", "G") if "generalist" in _text(row.get("versus")) else ("G", "S")
+
+
+def arm_aliases(tables: dict[str, pd.DataFrame]) -> dict[str, str]:
+    """Full arm label -> short alias ("G1", "S2", ...) over every row of every RQ table, first-seen order."""
+    aliases: dict[str, str] = {}
+    counts = {"G": 0, "S": 0}
+    for key in sorted(tables):
+        table = tables[key]
+        for row in ([] if table is None or table.empty else table.to_dict("records")):
+            for label, prefix in zip((_text(row["a"]), _text(row["b"])), _sides(row)):
+                if label not in aliases:
+                    counts[prefix] += 1
+                    aliases[label] = f"{prefix}{counts[prefix]}"
+    return aliases
+
+
+def _short_flags(row: dict) -> str:
+    flags = []
+    if row.get("exposed") and not _missing(row.get("exposed")):
+        flags.append("exposed")
+    if row.get("capacity_mismatch") and not _missing(row.get("capacity_mismatch")):
+        flags.append(f"params {_count(row['trainable_a'])}/{_count(row['trainable_b'])}")
+    return ", ".join(flags)
+
+
+def compact_headers(table: pd.DataFrame) -> tuple[str, ...]:
+    """``COMPACT_HEADERS``, with a metric column when the table mixes metrics."""
+    if "metric" in table.columns and table["metric"].nunique() > 1:
+        return COMPACT_HEADERS[:4] + ("metric",) + COMPACT_HEADERS[4:]
+    return COMPACT_HEADERS
+
+
+def compact_rows(table: pd.DataFrame, aliases: dict[str, str]) -> list[list[str]]:
+    """The text of every row in the order of ``compact_headers(table)``: arms by alias, difference with CI."""
+    _check(table)
+    mixed = len(compact_headers(table)) > len(COMPACT_HEADERS)
+    rows = []
+    for r in table.to_dict("records"):
+        row = [_text(r["dataset"]), aliases.get(_text(r["a"]), _text(r["a"])),
+               aliases.get(_text(r["b"]), _text(r["b"])), _text(r.get("budget"))]
+        row += [_text(r.get("metric"))] if mixed else []
+        row += [f"{fmt_num(r['difference'], signed=True)} [{fmt_num(r['low'])}, {fmt_num(r['high'])}]",
+                fmt_p(r.get("p_corrected")), _text(r.get("verdict_corrected")), _short_flags(r)]
+        rows.append(row)
+    return rows
+
+
+def legend_rows(table: pd.DataFrame, aliases: dict[str, str]) -> list[list[str]]:
+    """[alias, full arm label] for the arms of ``table``, by alias."""
+    labels = {_text(v) for column in ("a", "b") for v in table[column]}
+    return sorted(([aliases.get(label, label), label] for label in labels),
+                  key=lambda row: (row[0][0], int(row[0][1:]) if row[0][1:].isdigit() else 0, row[0]))
+
+
+def rq_compact_latex(table: pd.DataFrame, aliases: dict[str, str], caption: str = "", label: str = "") -> str:
+    """A narrow booktabs table for a paper: arms by alias, A - B with its CI, corrected p and verdict, and the
+    alias legend as a footnote-size paragraph under it; every cell and the caption escaped."""
+    headers, rows = compact_headers(table), compact_rows(table, aliases)
+    lines = [r"\begin{table}[t]", r"\centering", r"\small"]
+    if caption:
+        lines.append(r"\caption{" + latex_escape(caption) + "}")
+    if label:
+        lines.append(r"\label{" + "".join(c for c in label if c.isalnum() or c in ":-.") + "}")
+    spec = "l" * (len(headers) - 4) + "rrll"
+    lines += [r"\begin{tabular}{" + spec + "}", r"\toprule", " & ".join(latex_escape(h) for h in headers) + r" \\",
+              r"\midrule"]
+    lines += [" & ".join(latex_escape(c) for c in row) + r" \\" for row in rows]
+    legend = "; ".join(f"{latex_escape(alias)}: {latex_escape(full)}" for alias, full in legend_rows(table, aliases))
+    lines += [r"\bottomrule", r"\end{tabular}", r"\par\smallskip{\footnotesize " + legend + "}", r"\end{table}"]
+    return "\n".join(lines) + "\n"
+
+
+def write_exports(tables: dict[str, pd.DataFrame], folder: Path, titles: dict[str, str] | None = None
+                  ) -> list[Path]:
+    """``rqN.md``, ``rqN.tex``, ``rqN.csv`` and the narrow ``rqN-compact.tex`` for every non-empty RQ table, in
+    ``folder``; ``titles`` (RQ -> caption) default to the RQ names."""
+    written = []
+    aliases = arm_aliases(tables)
+    for key, table in tables.items():
+        if table is None or table.empty:
+            continue
+        stem = Path(folder) / key.lower()
+        caption = (titles or {}).get(key, key)
+        compact = stem.with_name(f"{stem.name}-compact.tex")
+        stem.with_suffix(".md").write_text(rq_markdown(table), encoding="utf-8")
+        stem.with_suffix(".tex").write_text(rq_latex(table, caption, f"tab:{key.lower()}"), encoding="utf-8")
+        compact.write_text(rq_compact_latex(table, aliases, caption, f"tab:{key.lower()}-compact"), encoding="utf-8")
+        written += [stem.with_suffix(".md"), stem.with_suffix(".tex"), compact, rq_csv(table, stem.with_suffix(".csv"))]
+    return written

@@ -1,4 +1,5 @@
-"""Rows of the report's subgroup and VQA sections, as plain strings (the template escapes them)."""
+"""Rows of the report's tables (spec, provenance, arms, subgroups, operating points, VQA answers, failures), as
+plain strings: the template escapes them."""
 from __future__ import annotations
 
 import pandas as pd
@@ -15,6 +16,82 @@ VQA_EXAMPLE_HEADERS = ("question", "form", "scored as", "reference", "extracted"
 
 def number(value) -> str:
     return "n/a" if value is None or pd.isna(value) else f"{value:.3f}"
+
+
+def probability(value) -> str:
+    """A probability for people: "<0.001" and ">0.999" at the ends (a threshold of 2.8e-16 is "<0.001"), else
+    3 decimals; a value outside [0, 1] (a raw score, not a probability) keeps 4 significant digits."""
+    if value is None or pd.isna(value):
+        return "n/a"
+    value = float(value)
+    if not 0.0 <= value <= 1.0:
+        return f"{value:.4g}"
+    if value < 0.001:
+        return "<0.001"
+    return ">0.999" if value > 0.999 else f"{value:.3f}"
+
+
+# What stats.calibration.brier_score computes, in the words a reader checks the numbers against.
+BRIER_TEXT = ("Brier score: the mean squared error between the predicted probabilities and the 0/1 outcomes, lower "
+              "is better; binary tasks use the positive-class probability (range 0-1), multiclass tasks sum the "
+              "squared errors over the classes (Brier's original score, range 0-2), multilabel tasks average the "
+              "binary score over the labels (range 0-1).")
+ARM_HEADERS = ("dataset", "model+method", "budget", "draws", "metric", "estimate [CI]", "ECE",
+               "Brier (0-1; multiclass 0-2)", "n (clusters)")
+GAP_HEADERS = ("dataset", "model+method", "attribute", "best group", "worst group", "gap", "groups")
+SUBGROUP_HEADERS = ("dataset", "model+method", "attribute", "group", "n", "estimate [CI]", "note")
+POINT_HEADERS = ("dataset", "model+method", "threshold (probability)", "sensitivity [CI]", "specificity [CI]", "PPV",
+                 "NPV", "validation n")
+SKIPPED_HEADERS = ("RQ", "dataset", "A", "B", "items left out")
+SKIPPED_IMAGE_HEADERS = ("cell id", "model", "dataset", "method", "left out")
+POOLED_HEADERS = ("method", "versus", "budget", "metric", "datasets (k)", "pooled A - B [CI]", "p", "I²", "tau²")
+SENSITIVITY_HEADERS = ("dataset", "model+method", "metric", "selection", "sets", "min", "median", "max", "IQR",
+                       "set used (its value)")
+
+
+def spec_rows(records) -> list[tuple[str, list[str]]]:
+    """The study's models, datasets, methods, budgets and seeds, from the stored cell specs."""
+    keys = ("model", "dataset", "method", "budget", "seed")
+    values = {k: sorted({str(r.spec.get(k)) for r in records if r.spec.get(k) is not None}) for k in keys}
+    return [(k + "s", values[k]) for k in keys] + [("cells", [str(len(records))])]
+
+
+def provenance_rows(records) -> list[tuple[str, str]]:
+    """Versions and commit from the first finished record (all cells of one run share them)."""
+    record = next((r for r in records if r.status == "done" and r.provenance), None)
+    if record is None:
+        return [("provenance", "not recorded")]
+    prov = record.provenance
+    rows = [(k, str(prov[k])) for k in ("git_commit", "python", "platform", "machine") if prov.get(k)]
+    rows += [(f"package {name}", str(version)) for name, version in sorted((prov.get("packages") or {}).items())]
+    return rows
+
+
+def failed_rows(records) -> list[list[str]]:
+    """cell id, model, dataset, method and the whole error message (its numbered fix steps included)."""
+    return [[r.cell_id, str(r.spec.get("model", "")), str(r.spec.get("dataset", "")),
+             str(r.spec.get("method", "")), str(r.error or "").strip()] for r in records if r.status == "failed"]
+
+
+def pooled_rows(pooled: pd.DataFrame, rq: str) -> list[list[str]]:
+    from medrival.report.exports import fmt_p
+
+    rows = pooled[pooled["rq"] == rq] if not pooled.empty else pooled
+    return [[str(r["method_label"]), str(r["versus"]), str(r["budget"]), str(r["metric"]),
+             f"{r['datasets']} ({r['k']})", f"{number(r['estimate'])} [{number(r['low'])}, {number(r['high'])}]",
+             fmt_p(r["p_value"]), number(r["i2"]), number(r["tau2"])] for r in rows.to_dict("records")]
+
+
+def sensitivity_rows(table: pd.DataFrame) -> list[list[str]]:
+    return [[str(r["dataset"]), str(r["arm"]), str(r["metric"]), str(r["selection"]), str(r["n_sets"]),
+             number(r["min"]), number(r["median"]), number(r["max"]), number(r["iqr"]),
+             f"{r['chosen_set']} ({number(r['chosen_value'])})"] for r in table.to_dict("records")]
+
+
+def arm_rows(arms: pd.DataFrame) -> list[list[str]]:
+    return [[str(r["dataset"]), str(r["arm"]), str(r["budget"]), str(r["draws"]), str(r["metric"]),
+             f"{number(r['estimate'])} [{number(r['low'])}, {number(r['high'])}]", number(r["ece"]),
+             number(r["brier"]), f"{r['n_items']} ({r['n_clusters']})"] for r in arms.to_dict("records")]
 
 
 def subgroup_rows(groups: pd.DataFrame) -> list[list[str]]:
@@ -48,7 +125,7 @@ def operating_point_rows(points: pd.DataFrame) -> list[list[str]]:
         if r.get("note"):
             rows.append([str(r["dataset"]), str(r["arm"]), "n/a", "n/a", "n/a", "n/a", "n/a", str(r["note"])])
             continue
-        rows.append([str(r["dataset"]), str(r["arm"]), f"{r['threshold']:.4g}",
+        rows.append([str(r["dataset"]), str(r["arm"]), probability(r["threshold"]),
                      f"{number(r['sensitivity'])} [{number(r['sensitivity_low'])}, {number(r['sensitivity_high'])}]",
                      f"{number(r['specificity'])} [{number(r['specificity_low'])}, {number(r['specificity_high'])}]",
                      number(r["ppv"]), number(r["npv"]), str(r["n_val"])])
