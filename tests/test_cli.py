@@ -12,7 +12,7 @@ import pytest
 
 import medrival
 
-COMMANDS = ("models", "datasets", "methods", "demo", "run", "prepare", "compare", "report")
+COMMANDS = ("models", "datasets", "methods", "demo", "run", "prepare", "compare", "report", "status")
 
 
 def medrival_cli(*args: str, cwd=None, timeout: float = 60) -> subprocess.CompletedProcess:
@@ -178,7 +178,8 @@ def test_cli_and_light_modules_do_not_import_torch():
 
 
 def test_listing_commands_do_not_import_torch():
-    """``medrival models`` and ``datasets`` stay light (they read cards and dataset metadata only)."""
+    """``medrival models``, ``datasets`` and ``methods`` stay light (they read cards, dataset metadata and method
+    declarations only)."""
     code = textwrap.dedent("""\
         import sys
         from medrival.cli.app import main
@@ -188,7 +189,7 @@ def test_listing_commands_do_not_import_torch():
             pass
         print("torch" in sys.modules, file=sys.stderr)
     """)
-    for command in ("models", "datasets"):
+    for command in ("models", "datasets", "methods"):
         result = subprocess.run([sys.executable, "-c", code, command], capture_output=True, text=True, timeout=60)
         assert result.returncode == 0, result.stderr
         assert result.stderr.strip().splitlines()[-1] == "False", command

@@ -6,6 +6,7 @@ stand-in, so these tests check the routing only. Sockets are blocked by conftest
 """
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -282,16 +283,19 @@ def test_demo_generative_card_loads_its_shipped_folder_with_a_content_hash(loade
 # ----------------------------------------------------------------------------------------------- command line
 def test_models_command_lists_the_generative_cards(hub_cache):
     env = {**os.environ, "COLUMNS": "250", "NO_COLOR": "1", "TERM": "dumb", "HF_HUB_CACHE": str(hub_cache)}
-    result = subprocess.run([sys.executable, "-m", "medrival", "models"], capture_output=True, text=True, env=env,
-                            timeout=60)
+    result = subprocess.run([sys.executable, "-m", "medrival", "models", "--format", "json"], capture_output=True,
+                            text=True, env=env, timeout=60)
     assert result.returncode == 0, result.stderr
-    rows = {line.split("│")[1].strip(): [cell.strip() for cell in line.split("│")[1:-1]]
-            for line in result.stdout.splitlines() if line.startswith("│") and line.split("│")[1].strip()}
+    rows = {row["id"]: row for row in json.loads(result.stdout)}
     for name in EXPECTED:
         assert name in rows, name
-        assert rows[name][2] == "generative"
-    assert rows["medgemma-4b"][5] == "gemma-3-4b" and rows["medgemma-4b"][-2] == "yes"
-    assert rows["smolvlm-256m"][-1] == "no" and rows["smolvlm-256m"][-2] == "no"
+        assert rows[name]["family"] == "generative"
+    assert rows["medgemma-4b"]["pair"] == "gemma-3-4b" and rows["medgemma-4b"]["gated"] is True
+    assert rows["smolvlm-256m"]["weights_here"] == "no" and rows["smolvlm-256m"]["gated"] is False
+    # The table a person reads names every card whole, on one line, at 250 columns too.
+    table = subprocess.run([sys.executable, "-m", "medrival", "models"], capture_output=True, text=True, env=env,
+                           timeout=60).stdout
+    assert all(any(name in line for line in table.splitlines()) for name in EXPECTED)
 
 
 # ----------------------------------------------------------------------------------------------- end to end

@@ -491,6 +491,7 @@ def test_cache_status_labels(hub_cache, tmp_path, monkeypatch):
 
 def test_models_command_shows_whether_weights_are_here(hub_cache, quilt_repo, tmp_path):
     """``medrival models`` (a subprocess, as a user runs it): yes / no / shipped / local, and the gated flag."""
+    import json
     import os
     import subprocess
     import sys
@@ -499,14 +500,13 @@ def test_models_command_shows_whether_weights_are_here(hub_cache, quilt_repo, tm
     (tmp_path / "weights" / "plip").mkdir(parents=True)
     env = {**os.environ, "COLUMNS": "250", "NO_COLOR": "1", "TERM": "dumb", "HF_HUB_CACHE": str(hub_cache),
            weights.WEIGHTS_ENV: str(tmp_path / "weights")}
-    result = subprocess.run([sys.executable, "-m", "medrival", "models"], capture_output=True, text=True, env=env,
-                            timeout=60)
+    result = subprocess.run([sys.executable, "-m", "medrival", "models", "--format", "json"], capture_output=True,
+                            text=True, env=env, timeout=60)
     assert result.returncode == 0, result.stderr
-    rows = {line.split("│")[1].strip(): [cell.strip() for cell in line.split("│")[1:-1]]
-            for line in result.stdout.splitlines() if line.startswith("│") and line.split("│")[1].strip()}
-    assert rows["quiltnet-b32"][-1] == "yes" and rows["quiltnet-b32"][-2] == "no"
-    assert rows["biomedclip"][-1] == "no"
-    assert rows["demo-specialist-clip"][-1] == "shipped"
-    assert rows["medsiglip-448"][-2] == "yes"  # gated
-    assert rows["plip"][-1].startswith("local:")
-    assert rows["biomedclip"][5] == "clip-vit-b16"  # pair column
+    rows = {row["id"]: row for row in json.loads(result.stdout)}
+    assert rows["quiltnet-b32"]["weights_here"] == "yes" and rows["quiltnet-b32"]["gated"] is False
+    assert rows["biomedclip"]["weights_here"] == "no"
+    assert rows["demo-specialist-clip"]["weights_here"] == "shipped"
+    assert rows["medsiglip-448"]["gated"] is True
+    assert rows["plip"]["weights_here"].startswith("local:")
+    assert rows["biomedclip"]["pair"] == "clip-vit-b16"

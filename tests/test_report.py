@@ -77,7 +77,7 @@ def test_markdown_content(frame):
     assert failed.count("n/a") == 5
 
 
-def test_markdown_truncates_long_errors_and_omits_note_for_real_data(frame):
+def test_markdown_cuts_errors_in_the_table_keeps_them_whole_below_and_omits_note_for_real_data(frame):
     frame = frame.copy()
     frame.loc[frame["status"] == "failed", "error"] = LONG_ERROR
     frame["synthetic"] = False
@@ -85,6 +85,8 @@ def test_markdown_truncates_long_errors_and_omits_note_for_real_data(frame):
     assert "synthetic" not in text.lower()
     shown = next(line for line in text.splitlines() if "failed |" in line).split(" | ")[-1].rstrip(" |")
     assert shown.endswith("…") and len(shown) <= 80 and LONG_ERROR.startswith(shown[:-1])
+    # ... and the whole message follows the table, never cut.
+    assert "## Failed cells: full errors" in text and LONG_ERROR.strip() in text
 
 
 def test_synthetic_note_from_spec_column():

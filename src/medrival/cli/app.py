@@ -18,7 +18,8 @@ app = typer.Typer(
     name="medrival", no_args_is_help=True, add_completion=False, rich_markup_mode="rich",
     help="Does an efficiently fine-tuned generalist vision-language model rival a specialist medical one?\n\n"
          "Examples:\n\n  medrival demo\n\n  medrival run study.yaml --out results/\n\n  medrival models")
-_state = {"debug": False}
+_state = {"debug": False, "interrupt_reported": False}
+INTERRUPTED = 130  # the shell convention for a process stopped by Ctrl-C (128 + SIGINT)
 
 
 def _version(value: bool) -> None:
@@ -36,33 +37,48 @@ def _root(debug: bool = typer.Option(False, "--debug", help="Show full traceback
 
 def _register_commands() -> None:
     from medrival.cli import (catalog_commands, compare_commands, dataset_commands,  # noqa: F401 (register on import)
-                              report_commands, study_commands)
+                              export_commands, report_commands, status_commands, study_commands)
 
 
 def main(argv: Optional[list[str]] = None) -> None:
-    """Entry point: run the app, turning user errors into exit code 2 without a traceback."""
+    """Entry point: run the app and exit with its code (user errors: 2 without a traceback; Ctrl-C: 130)."""
     _register_commands()
     args = list(sys.argv[1:] if argv is None else argv)
     # --debug is global but may be written anywhere (``medrival run s.yaml --debug``): Click would reject it
     # after the command name, so take it out here (arguments after a "--" separator are left alone).
     end = args.index("--") if "--" in args else len(args)
     _state["debug"] = "--debug" in args[:end]
+    _state["interrupt_reported"] = False
     args = [a for a in args[:end] if a != "--debug"] + args[end:]
+    sys.exit(_exit_code(args))
+
+
+def _exit_code(args: list[str]) -> int:
+    """Run the app and return the process's exit code. Without standalone mode typer *returns* the code of a
+    ``typer.Exit`` raised in a command, and turns Ctrl-C into a returned 130, so the value matters."""
     try:
-        app(args=args, prog_name="medrival", standalone_mode=False)
+        code = app(args=args, prog_name="medrival", standalone_mode=False)
     except typer.Exit as done:
-        sys.exit(done.exit_code)
+        return done.exit_code
     except typer.exceptions.TyperException as error:  # usage errors: unknown command or option, bad value
         error.show()
-        sys.exit(getattr(error, "exit_code", 2))
+        return getattr(error, "exit_code", 2)
     except typer.Abort:
         typer.echo("Aborted.", err=True)
-        sys.exit(130)
+        return INTERRUPTED
     except KeyboardInterrupt:
-        typer.echo("Interrupted: finished cells are saved; run the same command again to resume.", err=True)
-        sys.exit(130)
+        code = INTERRUPTED
     except MedrivalError as error:
         if _state["debug"]:
             traceback.print_exc()
         typer.echo(f"Error: {error}", err=True)
-        sys.exit(2)
+        return 2
+    code = code if isinstance(code, int) else 0  # a command's own return value is not an exit code
+    if code == INTERRUPTED and not _state.get("interrupt_reported"):
+        typer.echo("Interrupted.", err=True)
+    return code
+
+
+def interrupt_reported() -> None:
+    """A command printed its own Ctrl-C message (e.g. what a study saved): do not add the generic one."""
+    _state["interrupt_reported"] = True

@@ -7,9 +7,9 @@ from pathlib import Path
 import typer
 from rich.console import Console
 from rich.markup import escape
-from rich.table import Table
 
 from medrival.cli.app import app
+from medrival.cli.output import FORMAT_HELP, Column, OutputFormat, print_listing, stdout_console
 from medrival.metrics.registry import metric_names, metric_spec  # light: names only, no NumPy
 
 # The choices, read from the metric registry: classification metrics the bootstrap evaluates by name, and the
@@ -19,6 +19,13 @@ BOOTSTRAPPED = tuple(f"{name} (lower is better)" if not metric_spec(name).higher
 VQA_PER_ITEM = metric_names(source="score_answers")
 VQA_HEADLINE = metric_names(source="score_answers", headline=True)
 VQA_LOWER = tuple(name for name in VQA_PER_ITEM if not metric_spec(name).higher_is_better)
+# Dataset and metric are identifiers (never shortened); on a narrow terminal the columns with the highest `drop`
+# go first (`--format json` keeps every field).
+COMPARE_COLUMNS = (Column("dataset", identifier=True), Column("metric", identifier=True),
+                   Column("A", numeric=True, drop=3), Column("B", numeric=True, drop=3),
+                   Column("A - B", numeric=True), Column("CI", drop=2), Column("p", numeric=True, drop=4),
+                   Column("p (Holm)", numeric=True, drop=1), Column("DeLong p (by cluster)", numeric=True, drop=6),
+                   Column("verdict", identifier=True), Column("n (clusters)", drop=5))
 
 
 @app.command("compare")
@@ -33,7 +40,8 @@ def compare(results_dir: Path = typer.Argument(..., help="A study's results fold
             vqa_metrics: str = typer.Option(",".join(VQA_HEADLINE), "--vqa-metrics",
                                             help=f"VQA datasets: comma-separated per-question metrics among "
                                                  f"{', '.join(VQA_PER_ITEM)} ({', '.join(VQA_LOWER)}: lower is "
-                                                 f"better).")) -> None:
+                                                 f"better)."),
+            fmt: OutputFormat = typer.Option(OutputFormat.table, "--format", help=FORMAT_HELP)) -> None:
     """Paired comparison A - B on every dataset both sides scored: estimates, difference with its CI (paired
     cluster bootstrap), p-values (bootstrap, Holm across datasets, DeLong for binary AUROC) and the verdict. A VQA
     dataset gives one row per VQA metric: closed_accuracy (over the questions scored as closed) and open_token_f1
@@ -55,15 +63,22 @@ def compare(results_dir: Path = typer.Argument(..., help="A study's results fold
         warnings.simplefilter("ignore", OutdatedResultsWarning)  # printed above, once
         frame = run_compare(store, a, b, metric=metric, n_resamples=resamples, level=level, seed=seed,
                             vqa_metrics=vqa_metrics)
-    table = Table(title=f"{escape(a)}  vs  {escape(b)}  ({escape(metric)}, {level:.0%} CI)")
-    for column in ("dataset", "metric", "A", "B", "A - B", "CI", "p", "p (Holm)", "DeLong p (by cluster)", "verdict", "n (clusters)"):
-        table.add_column(column)
-    for row in frame.to_dict("records"):
-        table.add_row(escape(str(row["dataset"])), escape(str(row["metric"])), _num(row["estimate_a"]), _num(row["estimate_b"]),
-                      _num(row["difference"], signed=True), f"[{_num(row['low'])}, {_num(row['high'])}]",
-                      _p(row["p_value"]), _p(row["p_holm"]), _p(row["delong_p"]), row["verdict"],
-                      f"{row['n_items']} ({row['n_clusters']})")
-    Console().print(table)
+    records = [_record(row) for row in frame.to_dict("records")]
+    rows = [[r["dataset"], r["metric"], _num(r["estimate_a"]), _num(r["estimate_b"]), _num(r["difference"], signed=True),
+             f"[{_num(r['low'])}, {_num(r['high'])}]", _p(r["p_value"]), _p(r["p_holm"]), _p(r["delong_p"]),
+             r["verdict"], f"{r['n_items']} ({r['n_clusters']})"] for r in records]
+    print_listing(stdout_console(), fmt, COMPARE_COLUMNS, rows, records,
+                  title=f"{a}  vs  {b}  ({metric}, {level:.0%} CI)")
+
+
+def _record(row: dict) -> dict:
+    """One comparison as plain JSON-able values (NaN as None)."""
+    plain = {}
+    for key, value in row.items():
+        if hasattr(value, "item"):  # NumPy scalars
+            value = value.item()
+        plain[key] = None if isinstance(value, float) and math.isnan(value) else value
+    return plain
 
 
 def _num(value: float, signed: bool = False) -> str:

@@ -9,9 +9,9 @@ from typing import Optional
 import typer
 from rich.console import Console
 from rich.markup import escape
-from rich.table import Table
 
 from medrival.cli.app import app
+from medrival.cli.output import FORMAT_HELP, Column, OutputFormat, print_listing, stdout_console
 
 datasets_app = typer.Typer(invoke_without_command=True, no_args_is_help=False)
 app.add_typer(datasets_app, name="datasets")
@@ -19,42 +19,59 @@ app.add_typer(datasets_app, name="datasets")
 _ROOT_HELP = "Dataset folder (default: $MEDRIVAL_DATA_DIR/<folder>, else ~/medrival-data/<folder>)."
 
 
+DATASET_COLUMNS = (Column("name", identifier=True), Column("task", drop=2), Column("modality", drop=3),
+                   Column("classes", drop=4), Column("licence", drop=5), Column("here"),
+                   Column("how to obtain", drop=6))
+
+
+def _dataset_record(name: str, entry, releases) -> dict:
+    from medrival.data.zoo.api import is_available
+    from medrival.data.zoo.entries import resolve_root
+
+    info = entry.info
+    if name in releases:
+        release = releases.get(name)
+        here = f"yes ({resolve_root(release)})" if is_available(name) else "no"
+        obtain = release.obtain[0]
+    else:
+        here, obtain = "built in (synthetic)", "generated on demand"
+    return {"name": name, "task": info.task.value, "modality": info.modality, "classes": list(info.class_names),
+            "licence": info.licence, "here": here, "how_to_obtain": obtain}
+
+
+def _short_classes(names: list[str]) -> str:
+    classes = ", ".join(names)
+    if len(classes) > 60:  # long tables (MedMNIST's blood cells) would swamp the listing; json has them all
+        classes = f"{classes[:57].rsplit(', ', 1)[0]}, ... ({len(names)} classes)"
+    return classes or "(free text)"
+
+
 @datasets_app.callback()
-def list_datasets(context: typer.Context) -> None:
-    """List every dataset: task, modality, licence, whether its files are here, and how to obtain it; or check
-    one dataset's files with the check subcommand.
+def list_datasets(context: typer.Context,
+                  fmt: OutputFormat = typer.Option(OutputFormat.table, "--format", help=FORMAT_HELP)) -> None:
+    """List every dataset: task, modality, classes, licence, whether its files are here, and how to obtain it;
+    or check one dataset's files with the check subcommand.
 
     Example: medrival datasets
+
+    Example: medrival datasets --format csv > datasets.csv
 
     Example: medrival datasets check ham10000 --root ~/data/HAM10000
     """
     if context.invoked_subcommand is not None:
         return
     from medrival.data.catalog import dataset_registry
-    from medrival.data.zoo.api import is_available
-    from medrival.data.zoo.entries import resolve_root
     from medrival.data.zoo.registry import release_registry
 
     releases = release_registry()
-    table = Table(title="Datasets")
-    for column in ("name", "task", "modality", "classes", "licence", "here", "how to obtain"):
-        table.add_column(column, overflow="fold")
-    for name, entry in dataset_registry().items():
-        info = entry.info
-        classes = ", ".join(info.class_names)
-        if len(classes) > 60:  # long tables (MedMNIST's blood cells) would swamp the listing
-            classes = f"{classes[:57].rsplit(', ', 1)[0]}, ... ({len(info.class_names)} classes)"
-        if name in releases:
-            release = releases.get(name)
-            here = f"yes ({resolve_root(release)})" if is_available(name) else "no"
-            obtain = release.obtain[0]
-        else:
-            here, obtain = "built in (synthetic)", "generated on demand"
-        # Cells are data, not rich markup: "pip install 'medrival[download]'" must keep its brackets.
-        table.add_row(*(escape(cell) for cell in (name, info.task.value, info.modality, classes or "(free text)",
-                                                   info.licence, here, obtain)))
-    Console(width=200).print(table)
-    Console().print("Get one: medrival prepare NAME. Check one: medrival datasets check NAME --root DIR.")
+    records = [_dataset_record(name, entry, releases) for name, entry in dataset_registry().items()]
+    rows = [[r["name"], r["task"], r["modality"], _short_classes(r["classes"]), r["licence"], r["here"],
+             r["how_to_obtain"]] for r in records]
+    console = stdout_console()
+    print_listing(console, fmt, DATASET_COLUMNS, rows, records, title="Datasets")
+    if fmt is OutputFormat.table:
+        console.print("Get one: medrival prepare NAME. Check one: medrival datasets check NAME --root DIR.",
+                      markup=False)
 
 
 @datasets_app.command("check")

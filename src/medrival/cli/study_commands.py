@@ -1,67 +1,90 @@
-"""``medrival demo`` and ``medrival run``: run a study, print the table, write the reports (tables and the HTML
-report with the research questions)."""
+"""``medrival demo`` and ``medrival run``: run a study with live progress, write the reports, print the headline.
+
+Exit codes: 0 when every cell is done; 1 when any cell failed (0 with ``--allow-failures``); 2 for user errors
+(``medrival.cli.app``); 130 on Ctrl-C, after the cells that finished are saved and their report is written.
+"""
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
-from typing import Optional
+from typing import Callable, Optional
 
 import typer
 from rich.console import Console
 
-from medrival.cli.app import app
+from medrival.cli.app import INTERRUPTED, app, interrupt_reported
+from medrival.cli.output import stdout_console
+
+TABLE_HELP = "Also print the per-cell results table (always in report/results.md and results.csv)."
+ALLOW_HELP = "Exit with 0 even when some cells failed (default: 1, so scripts and CI notice)."
+QUIET_HELP = "No progress display or per-cell lines."
 
 
-def _console() -> Console:
-    """A wide console when output is piped (CI logs, files): the results table then stays one row per cell."""
-    console = Console()
-    return console if console.is_terminal else Console(width=200)
+def run_with_progress(start: Callable, out_dir: Path, console: Console, quiet: bool, show_table: bool,
+                      allow_failures: bool) -> None:
+    """Run ``start(progress)`` (it returns a ``StudyRun``), then report; raise ``typer.Exit`` with the exit code."""
+    from medrival.cli.live_display import study_listener
+    from medrival.cli.run_summary import print_outcome, write_all_reports
+    from medrival.study.runner import StudyInterrupted
+
+    listener = study_listener(console, quiet)
+    try:
+        with listener if isinstance(listener, contextlib.AbstractContextManager) else contextlib.nullcontext():
+            run = start(listener)
+    except StudyInterrupted as interrupted:
+        _report_interrupted(interrupted.run, out_dir, console, show_table)
+        raise typer.Exit(INTERRUPTED) from None
+    print_outcome(console, run, write_all_reports(run, out_dir), show_table)
+    if run.failed and not allow_failures:
+        raise typer.Exit(1)
 
 
-def _finish(run, out_dir: Path, console: Console) -> None:
-    from medrival.report import results_table, write_reports
+def _report_interrupted(run, out_dir: Path, console: Console, show_table: bool) -> None:
+    """Ctrl-C: every cell in the store is whole (the one in flight was not saved); report what finished."""
+    from medrival.cli.run_summary import print_outcome, write_all_reports
 
-    frame = run.frame()
-    console.print(results_table(frame, title=f"medrival results ({len(frame)} cells)"))
-    paths = write_reports(frame, out_dir / "report")
-    console.print(f"ran {len(run.ran)} cells, reused {len(run.skipped)} finished cells, {len(run.failed)} failed "
-                  f"({run.timings.get('wall_s', 0.0):.1f} s)")
-    console.print(f"store:    {run.store.paths.sqlite_path}")
-    console.print(f"          {run.store.paths.predictions_dir} (per-sample predictions, Parquet)")
-    for kind, path in paths.items():
-        console.print(f"{kind + ':':<9} {path}")
-    if run.frame()["status"].eq("done").any():
-        from medrival.report.html import write_report
-
-        # The study's answer: RQ tables with paired CIs and verdicts, plots, failures (one self-contained page).
-        console.print(f"{'html:':<9} {write_report(out_dir)}")
+    interrupt_reported()
+    paths = write_all_reports(run, out_dir)
+    print_outcome(console, run, paths, show_table)
+    finished = len(run.ran) + len(run.skipped)
+    typer.echo(f"Interrupted: {finished} cells finished and saved; run the same command again to resume.", err=True)
 
 
 @app.command("demo")
 def demo(out: Path = typer.Option(Path("medrival-demo"), "--out", "-o",
                                   help="Folder for the store, feature cache and report; reusing it resumes."),
-         quiet: bool = typer.Option(False, "--quiet", "-q", help="No per-cell progress lines.")) -> None:
+         quiet: bool = typer.Option(False, "--quiet", "-q", help=QUIET_HELP),
+         table: bool = typer.Option(False, "--table", help=TABLE_HELP),
+         allow_failures: bool = typer.Option(False, "--allow-failures", help=ALLOW_HELP)) -> None:
     """Run the built-in offline demo study (synthetic world, tiny models shipped in the package).
 
     Both demo models x four synthetic modalities x the whole adaptation ladder (zero-shot, kNN, linear probe,
-    Tip-Adapter(-F), CLIP-Adapter, CoOp, LoRA, full fine-tuning; about 1.5 min on 2 CPU cores); prints the results
-    table and the paths of the store and report. Running it again with the same --out reuses every finished cell.
+    Tip-Adapter(-F), CLIP-Adapter, CoOp, LoRA, full fine-tuning; a few minutes, see the README's benchmark); prints
+    the headline of the report and the paths of the store and report. Running it again with the same --out reuses
+    every finished cell.
 
     Example: medrival demo --out medrival-demo
     """
     from medrival.study.demo import run_demo
 
-    console = _console()
+    console = stdout_console()
     console.print("[bold]medrival demo[/bold]: synthetic data and tiny synthetic models (offline).")
-    run = run_demo(out, progress=(lambda _: None) if quiet else console.print)
-    _finish(run, out, console)
+    run_with_progress(lambda progress: run_demo(out, progress=progress), out, console, quiet, table, allow_failures)
 
 
 @app.command("run")
 def run(study_file: Path = typer.Argument(..., help="Study YAML: models, datasets, methods, seeds."),
         out: Optional[Path] = typer.Option(None, "--out", "-o",
                                            help="Store folder (default: the study's `store`, else "
-                                                "./medrival-results/<study name>).")) -> None:
+                                                "./medrival-results/<study name>)."),
+        quiet: bool = typer.Option(False, "--quiet", "-q", help=QUIET_HELP),
+        table: bool = typer.Option(False, "--table", help=TABLE_HELP),
+        allow_failures: bool = typer.Option(False, "--allow-failures", help=ALLOW_HELP)) -> None:
     """Run a study file: every model x dataset x method x label budget x seed cell, skipping finished cells.
+
+    Shows live progress on a terminal (one line per cell elsewhere); ends with the headline of the report and the
+    paths. Exit code 0: every cell done; 1: some failed (see --allow-failures); 2: the study is invalid; 130:
+    interrupted (finished cells are saved; run again to resume).
 
     Example: medrival run study.yaml --out results/my-study
     """
@@ -70,6 +93,5 @@ def run(study_file: Path = typer.Argument(..., help="Study YAML: models, dataset
 
     spec = load_study(study_file)
     out_dir = out or Path(spec.store or Path("medrival-results") / spec.name)
-    console = _console()
-    result = run_study(spec, out_dir, progress=console.print)
-    _finish(result, out_dir, console)
+    run_with_progress(lambda progress: run_study(spec, out_dir, progress=progress), out_dir, stdout_console(),
+                      quiet, table, allow_failures)

@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence
 
+from medrival.core import progress as live_progress
 from medrival.core.errors import ConfigError
 
 
@@ -74,7 +75,7 @@ def train_with_validation(parameters: Sequence, batch_loss: Callable[[Any], Any]
     score, info = validate()
     outcome = TrainingOutcome(best_epoch=0, best_score=score, best_info=info, scores=[score])
     best_state = [p.detach().clone() for p in parameters]
-    for epoch in range(1, schedule.epochs + 1):
+    for epoch in live_progress.counted("epochs", range(1, schedule.epochs + 1)):
         for rows in _batches(num_rows, schedule.batch_size, generator):
             optimizer.zero_grad(set_to_none=True)
             batch_loss(rows).backward()

@@ -24,6 +24,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from medrival.core import progress as live_progress
 from medrival.core.errors import ConfigError, MedrivalError
 from medrival.methods.selection import softmax, validation_auroc
 
@@ -59,25 +60,37 @@ class TrainingConfig:
 
 
 def check_training_config(name: str, config: TrainingConfig) -> None:
-    """Raise ``ConfigError`` naming the option when a training option is out of range."""
-    for option in ("epochs", "batch_size", "eval_batch_size"):
+    """Raise one ``ConfigError`` naming every training option that is out of range."""
+    problems = training_config_problems(config)
+    if problems:
+        raise ConfigError(f"{name}: " + "; ".join(problems) + ".")
+
+
+def training_config_problems(config: TrainingConfig) -> list[str]:
+    """``"<option> must be ..., got <value>"`` for each out-of-range training option."""
+    problems = []
+    for option in ("epochs", "batch_size", "eval_batch_size"):  # epoch 0 is the untrained start, always measured
         value = getattr(config, option)
-        low = 0 if option == "epochs" else 1
-        if isinstance(value, bool) or not isinstance(value, int) or value < low:
-            raise ConfigError(f"{name}: {option} must be a whole number >= {low}, got {value!r}.")
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            problems.append(f"{option} must be a whole number >= 1, got {value!r}")
     for option in ("lr", "head_lr"):
         value = getattr(config, option)
-        if value is not None and not (isinstance(value, (int, float)) and value > 0):
-            raise ConfigError(f"{name}: {option} must be a positive number, got {value!r}.")
-    if not (isinstance(config.weight_decay, (int, float)) and config.weight_decay >= 0):
-        raise ConfigError(f"{name}: weight_decay must be >= 0, got {config.weight_decay!r}.")
-    if not (isinstance(config.warmup_fraction, (int, float)) and 0 <= config.warmup_fraction < 1):
-        raise ConfigError(f"{name}: warmup_fraction must be in [0, 1), got {config.warmup_fraction!r}.")
-    if config.patience is not None and (not isinstance(config.patience, int) or config.patience < 1):
-        raise ConfigError(f"{name}: patience must be a whole number >= 1 or null (no early stopping), "
-                          f"got {config.patience!r}.")
+        if value is not None and not (_is_number(value) and value > 0):
+            problems.append(f"{option} must be a positive number, got {value!r}")
+    if not (_is_number(config.weight_decay) and config.weight_decay >= 0):
+        problems.append(f"weight_decay must be >= 0, got {config.weight_decay!r}")
+    if not (_is_number(config.warmup_fraction) and 0 <= config.warmup_fraction < 1):
+        problems.append(f"warmup_fraction must be in [0, 1), got {config.warmup_fraction!r}")
+    if config.patience is not None and (not isinstance(config.patience, int) or isinstance(config.patience, bool)
+                                        or config.patience < 1):
+        problems.append(f"patience must be a whole number >= 1 or null (no early stopping), got {config.patience!r}")
     if config.precision not in PRECISIONS:
-        raise ConfigError(f"{name}: precision must be one of {PRECISIONS}, got {config.precision!r}.")
+        problems.append(f"precision must be one of {PRECISIONS}, got {config.precision!r}")
+    return problems
+
+
+def _is_number(value: object) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
 # ------------------------------------------------------------------------------------------------ precision
@@ -375,21 +388,23 @@ def train_network(network, train_inputs, train_labels, val_inputs, val_labels, t
     result = TrainingResult(0, score(), 0)
     result.validation_aurocs.append(result.best_validation_auroc)
     best_state, stale = _snapshot(network), 0
-    for epoch in range(1, config.epochs + 1):
-        network.train()
-        for rows in batch_order(len(train_labels), config.batch_size, generator):
-            optimizer.zero_grad(set_to_none=True)
-            batch_loss(network, train_inputs[rows], train_labels[rows], config.precision).backward()
-            optimizer.step()
-            scheduler.step()
-        result.epochs_run, current = epoch, score()
-        result.validation_aurocs.append(current)
-        stale += 1
-        if current > result.best_validation_auroc:
-            result.best_epoch, result.best_validation_auroc, stale = epoch, current, 0
-            best_state = _snapshot(network)
-        if config.patience is not None and stale >= config.patience:
-            break
+    with live_progress.stage("epochs", config.epochs):  # a live display shows the epochs; a no-op otherwise
+        for epoch in range(1, config.epochs + 1):
+            network.train()
+            for rows in batch_order(len(train_labels), config.batch_size, generator):
+                optimizer.zero_grad(set_to_none=True)
+                batch_loss(network, train_inputs[rows], train_labels[rows], config.precision).backward()
+                optimizer.step()
+                scheduler.step()
+            result.epochs_run, current = epoch, score()
+            result.validation_aurocs.append(current)
+            live_progress.advance()
+            stale += 1
+            if current > result.best_validation_auroc:
+                result.best_epoch, result.best_validation_auroc, stale = epoch, current, 0
+                best_state = _snapshot(network)
+            if config.patience is not None and stale >= config.patience:
+                break
     _restore(network, best_state)
     network.eval()
     result.train_seconds = time.perf_counter() - started

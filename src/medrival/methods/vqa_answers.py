@@ -12,6 +12,7 @@ from typing import Any
 
 import numpy as np
 
+from medrival.core import progress as live_progress
 from medrival.core.errors import ConfigError
 from medrival.core.types import VQASplit
 from medrival.core.prompts import DEFAULT_MAX_NEW_TOKENS, DEFAULT_PROMPT_SET, training_answer, vqa_prompt
@@ -95,8 +96,7 @@ def answer_questions(model, split: VQASplit, config: VQAGenerationConfig,
     """Generate an answer to every question and, for yes/no ones, score yes/no; questions are worded by the
     prompt set ``template_set`` (the default set unless a method chose another)."""
     images, prompts = question_images(split), question_prompts(split, template_set)
-    responses = model.generate(images, prompts, max_new_tokens=token_limits(split, config),
-                               batch_size=config.batch_size)
+    responses = _generate_in_batches(model, images, prompts, token_limits(split, config), config.batch_size)
     failures = list(getattr(model, "failures", []))
     yes = np.full(len(split), np.nan)
     closed = np.flatnonzero(np.asarray(split.forms) == "yes_no")
@@ -106,6 +106,31 @@ def answer_questions(model, split: VQASplit, config: VQAGenerationConfig,
                                      YES_NO_OPTIONS, batch_size=config.batch_size)
         yes[closed] = yes_probability(scores)
     return VQAOutput(list(responses), yes, failures=failures)
+
+
+def _generate_in_batches(model, images: list, prompts: list[str], limits: list[int], batch_size: int) -> list[str]:
+    """``model.generate`` one batch per call, so a live display can count generation batches.
+
+    The batches are the ones ``generate`` itself forms (questions grouped by token limit, in order, ``batch_size``
+    at a time), so every answer is what one call over all questions gives. API models (they keep ``failures``)
+    get one call: their failure rows and their stop-after-many-failures-in-a-row rule span the whole call."""
+    batches = [rows[start:start + batch_size] for limit in sorted(set(limits))
+               for rows in [[i for i, value in enumerate(limits) if value == limit]]
+               for start in range(0, len(rows), batch_size)]
+    if hasattr(model, "failures") or len(batches) <= 1:
+        with live_progress.stage("generation batches", 1):
+            replies = model.generate(images, prompts, max_new_tokens=limits, batch_size=batch_size)
+            live_progress.advance()
+        return replies
+    replies = [""] * len(prompts)
+    with live_progress.stage("generation batches", len(batches)):
+        for rows in batches:
+            answers = model.generate([images[i] for i in rows], [prompts[i] for i in rows],
+                                     max_new_tokens=limits[rows[0]], batch_size=batch_size)
+            for row, answer in zip(rows, answers):
+                replies[row] = answer
+            live_progress.advance()
+    return replies
 
 
 def yes_probability(log_likelihoods: np.ndarray) -> np.ndarray:

@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from medrival.core import progress as live_progress
 from medrival.core.types import VQASplit
 from medrival.methods.training import _warmup_cosine, autocast
 from medrival.methods.vqa_answers import question_images, question_prompts, training_answers
@@ -86,7 +87,7 @@ def train_sft(model, train: VQASplit, val: VQASplit, settings: SFTSettings, seed
     answers = training_answers(train)
     result = SFTResult(validation_losses=[validation_loss(model, val, val_rows, settings)])
     best, generator = _snapshot(trainable), torch.Generator().manual_seed(seed)
-    for epoch in range(1, settings.epochs + 1):
+    for epoch in live_progress.counted("epochs", range(1, settings.epochs + 1)):
         model.model.train()
         for rows in torch.randperm(len(train), generator=generator).split(settings.batch_size):
             optimizer.zero_grad(set_to_none=True)

@@ -91,12 +91,15 @@ def one_line(text: Any, width: int = ERROR_WIDTH) -> str:
     return flat if len(flat) <= width else flat[: width - 1].rstrip() + "…"
 
 
-def _cell_text(column: str, value: Any) -> str:
-    """How one value is shown: metrics with 3 decimals, NaN as n/a, seeds as integers, errors on one line."""
+def _cell_text(column: str, value: Any, full_errors: bool = False) -> str:
+    """How one value is shown: metrics with 3 decimals, NaN as n/a, seeds as integers, errors on one line
+    (``full_errors``: whole, as the terminal shows them; else cut at ``ERROR_WIDTH`` for the Markdown table)."""
     if column == "status":
         return str(value) if _present(value) else "done"
     if column == "error":
-        return one_line(value) if _present(value) else ""
+        if not _present(value):
+            return ""
+        return " ".join(str(value).split()) if full_errors else one_line(value)
     if column == "seed":
         if not _present(value):
             return ""
@@ -115,11 +118,12 @@ def _cell_text(column: str, value: Any) -> str:
 
 
 def display_rows(frame: pd.DataFrame, terminal: bool = False) -> tuple[list[str], list[list[str]]]:
-    """Headers and the text of every row, shared by the terminal table and the Markdown file."""
+    """Headers and the text of every row, shared by the terminal table and the Markdown file. The terminal
+    (``terminal``) shows the headline metrics only, and errors whole: a cut message loses its fix."""
     columns = display_columns(frame, terminal)
     rows = []
     for record in frame.to_dict(orient="records"):
-        rows.append([_cell_text(c, record.get(c)) for c in columns])
+        rows.append([_cell_text(c, record.get(c), full_errors=terminal) for c in columns])
     return columns, rows
 
 
@@ -134,7 +138,8 @@ def results_table(frame: pd.DataFrame, title: str = "medrival results") -> Table
     table = Table(title=title, caption=summary_line(frame))
     numeric = set(metric_columns(frame)) | {"wall_s", "seed"}
     for col in columns:
-        table.add_column(col, justify="right" if col in numeric else "left",
+        # Names are never wrapped or shortened (they are what people grep and compare); an error wraps, whole.
+        table.add_column(col, justify="right" if col in numeric else "left", no_wrap=col in IDENTITY_COLUMNS,
                          overflow="fold", max_width=ERROR_WIDTH if col == "error" else None)
     status_at = columns.index("status")
     for row in rows:
@@ -193,7 +198,21 @@ def to_markdown(frame: pd.DataFrame, title: str = "medrival results") -> str:
     lines.append("| " + " | ".join(_md_escape(c) for c in columns) + " |")
     lines.append("|" + "|".join("---:" if c in numeric else "---" for c in columns) + "|")
     lines += ["| " + " | ".join(_md_escape(cell) for cell in row) + " |" for row in rows]
-    return "\n".join(lines) + "\n"
+    return "\n".join(lines + _full_errors(frame)) + "\n"
+
+
+def _full_errors(frame: pd.DataFrame) -> list[str]:
+    """Each failed cell's whole error below the table (the table cell holds its first 80 characters): a cut
+    message loses the numbered fix steps that follow its first line."""
+    if not _has_errors(frame):
+        return []
+    lines = ["", "## Failed cells: full errors"]
+    for record in frame[frame["error"].map(_present)].to_dict("records"):
+        who = " | ".join(str(record[c]) for c in ("model", "dataset", "method") if _present(record.get(c)))
+        fence = "~~~~" if "```" in str(record["error"]) else "```"
+        lines += ["", f"**{_md_escape(who or str(record.get('cell_id', 'cell')))}**", "", fence,
+                  str(record["error"]).strip(), fence]
+    return lines
 
 
 def _atomic_write(path: Path, write: Callable[[Path], None]) -> None:

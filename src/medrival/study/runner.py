@@ -10,19 +10,21 @@ import os
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Callable
 
 import pandas as pd
 
 from medrival.core.errors import ConfigError, MedrivalError
+from medrival.core.progress import ProgressArg, StudyListener, as_listener, reporting_to
 from medrival.core.types import CellSpec
 from medrival.data.catalog import dataset_registry
 from medrival.methods import METHODS
 from medrival.metrics.vqa import VQA_VERSIONS
 from medrival.models.catalog import get_card, model_registry
 from medrival.store import ResultStore
+from medrival.study import preflight
 from medrival.study.cell import CellContext, execute_cell
 from medrival.study.fingerprints import attach_inputs
+from medrival.study.plan_file import end_plan, write_plan
 from medrival.study.spec import StudySpec, cell_id, check_names, check_weights, expand_cells, freeze
 
 
@@ -167,28 +169,68 @@ def save_analysis_settings(spec: StudySpec, store: ResultStore) -> None:
     (store.root / ANALYSIS_FILE).write_text(json.dumps(settings, indent=2, sort_keys=True), encoding="utf-8")
 
 
-def run_study(spec: StudySpec, store_dir: str | Path, progress: Callable[[str], None] = lambda _: None) -> StudyRun:
+class StudyInterrupted(KeyboardInterrupt):
+    """Ctrl-C during a study: still a ``KeyboardInterrupt`` for callers that expect one, carrying the partial
+    ``StudyRun`` (every cell in it is saved whole; the cell in flight is not saved at all)."""
+
+    def __init__(self, run: StudyRun):
+        super().__init__("study interrupted")
+        self.run = run
+
+
+def cell_label(cell: CellSpec) -> str:
+    """``model | dataset | method | budget | seed``: how progress lines and the live display name a cell."""
+    budget = "" if cell.budget == "full" else f" | {cell.budget} draw {cell.draw}"
+    return f"{cell.model} | {cell.dataset} | {cell.method}{budget} | seed {cell.seed}"
+
+
+def _run_one(number: int, total: int, cell: CellSpec, context: CellContext, run: StudyRun,
+             listener: StudyListener) -> None:
+    label = cell_label(cell)
+    listener.cell_started(number, label)
+    started = time.perf_counter()
+    record, predictions = execute_cell(cell, context)
+    run.store.save(record, predictions)  # atomic: the cell is in the store whole, or not at all
+    (run.ran if record.status == "done" else run.failed).append(record.cell_id)
+    seconds = time.perf_counter() - started
+    outcome = f"done ({seconds:.1f} s)" if record.status == "done" else f"FAILED ({record.error})"
+    listener.cell_finished(number, label, record.status, seconds, f"[{number}/{total}] {label}: {outcome}")
+
+
+def run_study(spec: StudySpec, store_dir: str | Path, progress: ProgressArg = lambda _: None) -> StudyRun:
+    """Run every pending cell of ``spec`` into the store at ``store_dir``.
+
+    ``progress``: a callable receiving one line per finished cell (``print``), or a
+    ``medrival.core.progress.StudyListener`` for richer events (cell started, inner stages such as epochs).
+    Ctrl-C raises ``StudyInterrupted`` (a ``KeyboardInterrupt``) carrying what finished."""
+    listener = as_listener(progress)
     left_out: list[str] = []
     cells = plan_cells(spec, left_out)
     if left_out:
-        progress(_left_out_summary(left_out))
+        listener.message(_left_out_summary(left_out))
     store = ResultStore(store_dir)
     save_analysis_settings(spec, store)
     run = StudyRun(store, cells)
     finished, ids = store.finished_ids(), {cell: cell_id(cell) for cell in cells}
-    pending = [c for c in cells if ids[c] not in finished]
+    pending = sorted((c for c in cells if ids[c] not in finished),
+                     key=lambda c: (spec.models.index(c.model), spec.datasets.index(c.dataset)))
     run.skipped = [ids[c] for c in cells if ids[c] in finished]
+    # Every model whose weights cannot be had, named at once before hours of other cells (finished need none).
+    preflight.check_weights(spec, models={c.model for c in pending})
     context = CellContext(feature_cache_dir(spec, store_dir), spec.device,
                           Path(store_dir) / "checkpoints" if spec.save_checkpoints else None,
                           data_roots=spec.data_roots, strict_images=spec.strict_images)
+    write_plan(store.root, spec.name, [(ids[c], c) for c in cells])
+    listener.planned(len(pending), len(cells), len(run.skipped))
     started = time.perf_counter()
-    for number, cell in enumerate(sorted(pending, key=lambda c: (spec.models.index(c.model),
-                                                                spec.datasets.index(c.dataset))), 1):
-        record, predictions = execute_cell(cell, context)
-        store.save(record, predictions)
-        (run.ran if record.status == "done" else run.failed).append(record.cell_id)
-        budget = "" if cell.budget == "full" else f" | {cell.budget} draw {cell.draw}"
-        progress(f"[{number}/{len(pending)}] {cell.model} | {cell.dataset} | {cell.method}{budget} | seed {cell.seed}: "
-                 + (record.status if record.status == "done" else f"FAILED ({record.error})"))
+    try:
+        with reporting_to(listener):  # inner stages (epochs, generation batches) reach the listener
+            for number, cell in enumerate(pending, 1):
+                _run_one(number, len(pending), cell, context, run, listener)
+    except KeyboardInterrupt as interrupt:
+        run.timings = {"wall_s": time.perf_counter() - started, **context.timings()}
+        end_plan(store.root, "interrupted")
+        raise StudyInterrupted(run) from interrupt
     run.timings = {"wall_s": time.perf_counter() - started, **context.timings()}
+    end_plan(store.root, "finished")
     return run
