@@ -63,4 +63,4 @@ def study_status(store_dir: str | Path) -> dict:
             "totals": {s: totals[s] for s in STATES}, "other_cells_in_store": others,
             "eta_s": _eta_seconds(plan, [records.get(c["cell_id"]) for c in planned], totals["pending"]),
             "groups": [{"model": m, "dataset": d, **{s: counts[s] for s in STATES}}
-                       for (m, d), counts in groups.items()]}
+                       for (m, d), counts in sorted(groups.items())]}  # by model, then dataset: easy to scan
