@@ -137,6 +137,6 @@ def extract_undecided_answers(split: VQASplit, output: VQAOutput, frame: pd.Data
     failures = decided.attrs["extractor_failure_messages"]
     facts["extractor_failures"] = len(failures)
     if failures:
-        facts["extractor_failure_messages"] = [f"{split.ids[rows[row]]}: {message}"[:300]
-                                               for row, message in failures[:5]]
+        # The first five failures as examples, each whole (a cut message loses its cause or fix).
+        facts["extractor_failure_messages"] = [f"{split.ids[rows[row]]}: {message}" for row, message in failures[:5]]
     return frame.assign(**columns), facts
