@@ -244,10 +244,10 @@ def _open_mean(store, cell_id: str, column: str = "open_token_f1") -> float:
 
 
 def test_planned_comparisons_pair_the_same_off_the_shelf_method(store):
-    from medrival.stats.questions import _finished_cells, planned_comparisons
+    from medrival.stats.questions import finished_cells, planned_comparisons
 
     plans = {(p["rq"], p["dataset"], p["a"].label, p["b"].label, p.get("versus"))
-             for p in planned_comparisons(_finished_cells(store, include_vqa=True))}
+             for p in planned_comparisons(finished_cells(store, include_vqa=True))}
     assert plans == {
         ("RQ1", "vqa-id", "spec-vlm+vqa_zero_shot", "gen-vlm+vqa_zero_shot", None),
         ("RQ1", "cls-id", "spec-vlm+option_zero_shot", "gen-vlm+option_zero_shot", None),
@@ -256,7 +256,7 @@ def test_planned_comparisons_pair_the_same_off_the_shelf_method(store):
         ("RQ3", "vqa-ood", "gen-vlm+vqa_lora", "spec-vlm+vqa_zero_shot", "off-the-shelf specialist"),
         ("RQ3", "vqa-ood", "gen-vlm+vqa_lora", "spec-vlm+vqa_lora", "adapted specialist")}
     # Without VQA (subgroups, operating points, compare) only the option-scoring pair is left.
-    assert {p["dataset"] for p in planned_comparisons(_finished_cells(store))} == {"cls-id"}
+    assert {p["dataset"] for p in planned_comparisons(finished_cells(store))} == {"cls-id"}
 
 
 def test_vqa_rows_per_metric_with_plain_means(tables, store):

@@ -22,9 +22,9 @@ CURVE_COLUMNS = ("dataset", "arm", "role", "bin", "lower", "upper", "count", "me
 def arm_cells(store) -> dict[tuple[str, str], list[str]]:
     """{(dataset, arm label): cell ids} of every finished classification arm, labelled as ``arm_summaries``
     labels them (``model+method (budget)``): the default ``cell_ids_by_arm`` of ``reliability_curves``."""
-    from medrival.stats.questions import _finished_cells  # the stats layer's own grouping of cells into arms
+    from medrival.stats.questions import finished_cells  # the stats layer's grouping of cells into arms
 
-    cells = _finished_cells(store)
+    cells = finished_cells(store)
     return {(dataset, arm.label): ids for (dataset, arm), ids in sorted(cells.by_arm.items(),
                                                                           key=lambda item: (item[0][0],
                                                                                             item[0][1].label))}

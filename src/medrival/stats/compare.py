@@ -20,7 +20,7 @@ from medrival.core.errors import ConfigError
 from medrival.core.registry import suggest
 from medrival.stats.questions import (
     FULL,
-    _finished_cells,
+    finished_cells,
     analysis_settings,
     compare_paired,
     is_off_the_shelf,
@@ -76,7 +76,7 @@ def compare(store, side_a: str, side_b: str, *, metric: str = "auroc", n_resampl
     """One row per shared dataset (per VQA metric on a VQA dataset): estimates, difference A - B with its CI,
     p-values (Holm across the rows) and the verdict."""
     vqa_metrics = check_vqa_metrics(vqa_metrics)
-    cells = _finished_cells(store, include_vqa=True)
+    cells = finished_cells(store, include_vqa=True)
     if cells.outdated:
         warnings.warn(outdated_vqa_note([store.get(cell_id) for cell_id in cells.outdated]),
                       OutdatedResultsWarning, stacklevel=2)

@@ -118,7 +118,7 @@ class _Cells:
         return int(value) if isinstance(value, (int, float)) and value == value else None
 
 
-def _finished_cells(store, include_vqa: bool = False) -> _Cells:
+def finished_cells(store, include_vqa: bool = False) -> _Cells:
     """Finished cells with stored predictions. VQA cells only with ``include_vqa``: their predictions are answers
     scored per item, not class probabilities, so the classification-only analyses (subgroups, operating points)
     must not see them. VQA cells scored by earlier rules are never used (their ids are in ``outdated``)."""
@@ -374,7 +374,7 @@ def research_questions(store, *, metric: str = "auroc", n_resamples: int = 2000,
     margins = {**(settings.get("margins") or {}), **dict(margins or {})}
     exposure = _check_exposure(exposure or settings.get("exposure") or "mark")
     vqa_metrics = check_vqa_metrics(vqa_metrics)
-    cells = _finished_cells(store, include_vqa=True)
+    cells = finished_cells(store, include_vqa=True)
     rows: dict[str, list[dict]] = {}
     comparisons: dict[str, list[PairedComparison]] = {}
     for plan in planned_comparisons(cells):
@@ -477,7 +477,7 @@ def arm_summaries(store, *, metric: str = "auroc", n_resamples: int = 2000, leve
     from medrival.stats.vqa_arms import check_vqa_metrics
 
     vqa_metrics = check_vqa_metrics(vqa_metrics)
-    cells = _finished_cells(store, include_vqa=True)
+    cells = finished_cells(store, include_vqa=True)
     options = dict(n_resamples=n_resamples, level=level, seed=seed)
     rows = []
     for (dataset, arm), ids in _sorted_arms(cells):

@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 
 from medrival.metrics.classification import UndefinedMetricWarning
-from medrival.stats.questions import _finished_cells
+from medrival.stats.questions import finished_cells
 
 BINARY = "binary"
 
@@ -75,7 +75,7 @@ def study_operating_points(store, *, rule: str = "youden", target: float | None 
 
     _check_rule(rule, target)  # a bad rule fails here, not once per cell
     rows = []
-    cells = _finished_cells(store)
+    cells = finished_cells(store)
     for (dataset, arm), ids in sorted(cells.by_arm.items(), key=lambda item: (item[0][0], item[0][1].label)):
         if cells.specs[ids[0]].get("task") != BINARY:
             continue

@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from medrival.stats.questions import _finished_cells, arm_outputs, labels_of
+from medrival.stats.questions import finished_cells, arm_outputs, labels_of
 
 SUBGROUP_PREFIX = "sg_"
 NUMERIC_BANDED = ("age",)  # numeric attributes reported as bands rather than one group per value
@@ -47,7 +47,7 @@ def study_subgroups(store, *, metric: str = "auroc", n_resamples: int = 1000, le
     from medrival.stats.subgroups import subgroup_metrics, worst_group_gap
 
     group_tables, gap_tables = [], []
-    cells = _finished_cells(store)
+    cells = finished_cells(store)
     for (dataset, arm), ids in sorted(cells.by_arm.items(), key=lambda item: (item[0][0], item[0][1].label)):
         frame, scores = arm_outputs(store, ids[:1])
         groups = _groups(frame)
