@@ -37,7 +37,7 @@ def _root(debug: bool = typer.Option(False, "--debug", help="Show full traceback
 
 def _register_commands() -> None:
     from medrival.cli import (catalog_commands, compare_commands, dataset_commands,  # noqa: F401 (register on import)
-                              export_commands, report_commands, status_commands, study_commands)
+                              export_commands, report_commands, status_commands, store_commands, study_commands)
 
 
 def main(argv: Optional[list[str]] = None) -> None:

@@ -36,7 +36,8 @@ def compare(results_dir: Path = typer.Argument(..., help="A study's results fold
                                                                  f"{', '.join(BOOTSTRAPPED)}."),
             resamples: int = typer.Option(2000, "--resamples", help="Bootstrap resamples."),
             level: float = typer.Option(0.95, "--level", help="Confidence level of the intervals."),
-            seed: int = typer.Option(0, "--seed", help="Seed of the resampling (results repeat exactly)."),
+            seed: int = typer.Option(0, "--seed", min=0, max=2**32 - 1,
+                                     help="Seed of the resampling (results repeat exactly)."),
             vqa_metrics: str = typer.Option(",".join(VQA_HEADLINE), "--vqa-metrics",
                                             help=f"VQA datasets: comma-separated per-question metrics among "
                                                  f"{', '.join(VQA_PER_ITEM)} ({', '.join(VQA_LOWER)}: lower is "
@@ -55,7 +56,7 @@ def compare(results_dir: Path = typer.Argument(..., help="A study's results fold
     from medrival.stats.compare import compare as run_compare
     from medrival.store import OutdatedResultsWarning, ResultStore, outdated_vqa_note, require_store
 
-    store = ResultStore(require_store(results_dir))
+    store = ResultStore(require_store(results_dir), read_only=True).require_intact()  # refuse damaged cells
     note = outdated_vqa_note(store.records())
     if note:
         Console(stderr=True).print(f"[yellow]note:[/yellow] {escape(note)}")

@@ -172,7 +172,7 @@ def export_to_mlflow(store_dir: str | Path, tracking_uri: str | None = None,
     from medrival.stats.questions import analysis_settings
 
     root = require_store(store_dir)
-    store = ResultStore(root)
+    store = ResultStore(root, read_only=True).require_intact()  # refuse damaged cells
     uri = tracking_uri_of(tracking_uri, root)
     name = experiment or analysis_settings(store).get("study") or root.resolve().name
     client = _client(uri)

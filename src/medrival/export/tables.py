@@ -119,7 +119,7 @@ def write_tables(store_dir: str | Path, out_dir: str | Path, fmt: str = "parquet
     """Write ``cells``, ``metrics`` and (unless ``predictions`` is False) ``predictions`` of the store in
     ``store_dir`` to ``out_dir`` as Parquet files or JSON (predictions as JSON lines: one object per line)."""
     check_format(fmt)
-    store = ResultStore(require_store(store_dir))
+    store = ResultStore(require_store(store_dir), read_only=True).require_intact()  # refuse damaged cells
     records = current_records(store)
     folder = Path(out_dir)
     folder.mkdir(parents=True, exist_ok=True)

@@ -247,7 +247,7 @@ def write_report(store_dir: str | Path, out_path: str | Path | None = None, *, n
                             "use e.g. 2000.")
     check_metric_name(metric)
     vqa_metrics = check_vqa_metrics(vqa_metrics)
-    store = ResultStore(require_store(store_dir))
+    store = ResultStore(require_store(store_dir), read_only=True).require_intact()  # refuse damaged cells
     out = Path(out_path) if out_path is not None else Path(store_dir) / "report" / "report.html"
     out.parent.mkdir(parents=True, exist_ok=True)
     rendered = render(store, n_resamples=n_resamples, seed=seed, metric=metric, vqa_metrics=vqa_metrics,

@@ -11,7 +11,12 @@ node) and must resume by redoing only the cells that have no complete result. Th
 * Temporary files carry the writer's pid; those of dead writers are removed when a store is opened.
 
 Concurrency: a connection per operation, WAL journal and a busy timeout, so readers (a report, ``status``)
-work while a study writes. Two processes writing the *same* cell at once are not supported.
+work while a study writes. Several writers share a store's cells through leases (``claim``/``heartbeat``,
+``medrival.store.leases``); a store on a network file system is refused for writing (``medrival.store.netfs``).
+
+Integrity (schema 2): each row records its predictions file's size and sha256; a finished cell whose file is
+missing or changed is *damaged* (``damaged_cells``), is not finished (so a re-run redoes it), and makes readers
+refuse the store (``require_intact``, ``open_intact_store``); ``medrival verify DIR`` lists such cells.
 
 Outdated VQA cells: a VQA cell scored by earlier VQA rules (normalisation version "1", the old metric names such as
 ``token_f1`` = token F1 over *all* questions, or ``vqa_rules`` other than this medrival's) is kept in the store but
@@ -21,14 +26,10 @@ left out of every result a reader sees (``results_frame``, ``load_results``, the
 from __future__ import annotations
 
 import enum
-import hashlib
 import json
 import math
 import os
-import re
 import sqlite3
-import time
-import uuid
 import warnings
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -38,36 +39,20 @@ from typing import Any
 import pandas as pd
 
 from medrival.core.errors import DataError, MedrivalError
+from medrival.store import leases, netfs, schema
+from medrival.store.files import (FileDigest, atomic_write_parquet, clean_temp_files, file_stem,  # noqa: F401
+                                  pid_alive)
+from medrival.store.integrity import DamagedStoreError, DigestCache, damaged_message, file_problem, repair_hint
+from medrival.store.leases import Lease
+from medrival.store.schema import COLUMNS as _COLUMNS
+from medrival.store.schema import SCHEMA_VERSION  # noqa: F401 (re-exported)
 
-SCHEMA_VERSION = 1
-_TMP_SUFFIX = ".tmp"
-_STALE_TMP_S = 24 * 3600  # a temp file this old is garbage even if its pid was reused by another process
 _BUSY_TIMEOUT_S = 30.0
 _STATUSES = ("done", "failed")
 _SPEC_COLUMNS = ("model", "role", "dataset", "modality", "domain", "task", "method", "method_label", "budget",
                  "draw", "seed")
 _COST_COLUMNS = ("wall_s", "trainable_params", "peak_rss_mb")
 _SORT_KEYS = ["dataset", "model", "method", "budget", "draw", "seed"]
-_SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._=+-]{0,150}$")
-
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS cells (
-    cell_id TEXT PRIMARY KEY,
-    spec_json TEXT NOT NULL,
-    status TEXT NOT NULL,
-    metrics_json TEXT NOT NULL,
-    cost_json TEXT NOT NULL,
-    provenance_json TEXT NOT NULL,
-    error TEXT,
-    traceback TEXT,
-    started_at TEXT NOT NULL,
-    finished_at TEXT NOT NULL,
-    predictions_file TEXT
-);
-"""
-_COLUMNS = ("cell_id", "spec_json", "status", "metrics_json", "cost_json", "provenance_json", "error",
-            "traceback", "started_at", "finished_at", "predictions_file")
 
 
 def config_text(config: dict | None) -> str:
@@ -213,67 +198,15 @@ def _decode_metrics(text: str) -> dict[str, float]:
 
 
 # ---------------------------------------------------------------------------------------------------------------
-# Files
+# The store
 # ---------------------------------------------------------------------------------------------------------------
-
-def _file_stem(cell_id: str) -> str:
-    """A file-system-safe, unique stem for a cell id: the id itself when it is safe, else a cleaned id + hash."""
-    if _SAFE_NAME.match(cell_id) and not cell_id.endswith(_TMP_SUFFIX):
-        return cell_id
-    cleaned = re.sub(r"[^A-Za-z0-9._=+-]", "_", cell_id)[:100].lstrip(".") or "cell"
-    return f"{cleaned}-{hashlib.sha256(cell_id.encode()).hexdigest()[:12]}"
-
-
-def _pid_alive(pid: int) -> bool:
-    if os.name != "posix":  # os.kill(pid, 0) would send CTRL_C on Windows; rely on the age rule there
-        return True
-    if pid == os.getpid():
-        return True  # another thread of this process may be writing it
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except OSError:  # exists but belongs to someone else
-        return True
-    return True
-
-
-def _clean_temp_files(directory: Path) -> list[Path]:
-    """Remove temp files left by killed writers (dead pid, or older than a day). Returns what was removed."""
-    removed = []
-    for path in directory.glob(f".*{_TMP_SUFFIX}"):
-        parts = path.name[: -len(_TMP_SUFFIX)].rsplit(".", 2)  # ".<stem>", "<pid>", "<token>"
-        try:
-            pid = int(parts[1]) if len(parts) == 3 else -1
-            age = time.time() - path.stat().st_mtime
-            if pid < 0 or not _pid_alive(pid) or age > _STALE_TMP_S:
-                path.unlink()
-                removed.append(path)
-        except (OSError, ValueError):
-            continue  # vanished meanwhile, or not ours: leave it
-    return removed
-
 
 PREDICTION_SPLITS = ("test", "val")
 SPLIT_COLUMN = "split"  # which split a stored prediction row belongs to
+# Kept under their old names: files.py now holds them.
+_file_stem, _clean_temp_files, _pid_alive = file_stem, clean_temp_files, pid_alive
+_DIGEST_SQL = "SELECT cell_id, status, predictions_file, predictions_size, predictions_sha256 FROM cells"
 
-
-def _atomic_write_parquet(frame: pd.DataFrame, target: Path) -> None:
-    """Write ``frame`` to ``target`` via a temp file + ``os.replace``; on any error no partial file remains."""
-    tmp = target.with_name(f".{target.stem}.{os.getpid()}.{uuid.uuid4().hex[:8]}{_TMP_SUFFIX}")
-    try:
-        frame.to_parquet(tmp)
-        with open(tmp, "rb") as fh:  # flush to disk so the rename never exposes an empty file after power loss
-            os.fsync(fh.fileno())
-        os.replace(tmp, target)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-
-
-# ---------------------------------------------------------------------------------------------------------------
-# The store
-# ---------------------------------------------------------------------------------------------------------------
 
 @dataclass(frozen=True)
 class StorePaths:
@@ -283,21 +216,34 @@ class StorePaths:
 
 
 class ResultStore:
-    """Cell results under ``root``: ``results.sqlite`` (one row per cell) and ``predictions/<cell_id>.parquet``."""
+    """Cell results under ``root``: ``results.sqlite`` (one row per cell) and ``predictions/<cell_id>.parquet``.
 
-    def __init__(self, root: str | Path):
+    ``read_only``: open an existing store to read it (no folder or temp-file changes, writes refused; allowed on
+    a network file system). ``single_writer``: the caller is the only writer (``merge``), which makes a network
+    file system acceptable in the safe mode (see ``medrival.store.netfs``)."""
+
+    def __init__(self, root: str | Path, *, read_only: bool = False, single_writer: bool = False):
         root = Path(root)
         if root.exists() and not root.is_dir():
             raise MedrivalError(
                 f"Results directory {str(root)!r} exists but is a file, not a directory. "
                 "Pass a directory path (it is created if missing) or move the file away.")
         self._paths = StorePaths(root, root / "results.sqlite", root / "predictions")
-        try:
-            self._paths.predictions_dir.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise MedrivalError(f"Cannot create results directory {str(root)!r}: {exc}.") from exc
+        self._read_only = read_only
+        self._digests = DigestCache()
+        self._network = netfs.network_mount(root)
+        if self._network is not None and not (read_only or single_writer or netfs.network_allowed()):
+            raise MedrivalError(netfs.refusal(root, self._network))
+        if read_only:
+            require_store(root)
+        else:
+            try:
+                self._paths.predictions_dir.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise MedrivalError(f"Cannot create results directory {str(root)!r}: {exc}.") from exc
         self._init_db()
-        _clean_temp_files(self._paths.predictions_dir)
+        if not read_only:
+            clean_temp_files(self._paths.predictions_dir)
 
     @property
     def paths(self) -> StorePaths:
@@ -317,46 +263,52 @@ class ResultStore:
         conn = None
         try:
             conn = self._connect()
-            conn.execute("PRAGMA journal_mode=WAL")  # persistent: readers never block on the writer
-            conn.executescript(_SCHEMA)
-            conn.execute("INSERT OR IGNORE INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
-            conn.commit()
-            found = int(conn.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()[0])
+            if self._network is None:
+                conn.execute("PRAGMA journal_mode=WAL")  # persistent: readers never block on the writer
+            elif not self._read_only:
+                conn.execute("PRAGMA journal_mode=DELETE")  # the network safe mode: no shared-memory WAL index
+            schema.create_or_upgrade(conn, self._paths.sqlite_path)
         except sqlite3.DatabaseError as exc:
-            raise MedrivalError(
-                f"{str(self._paths.sqlite_path)!r} is not a usable medrival results database ({exc}). "
-                "Point the study at a fresh results directory or remove the damaged file.") from exc
+            raise schema.unusable(self._paths.sqlite_path, exc) from exc
         finally:
             if conn is not None:
                 conn.close()
-        if found > SCHEMA_VERSION:
-            raise MedrivalError(
-                f"{str(self._paths.sqlite_path)!r} has schema version {found}, newer than this medrival "
-                f"understands ({SCHEMA_VERSION}). Upgrade medrival to read it.")
+
+    def _writable(self) -> None:
+        if self._read_only:
+            raise MedrivalError(f"The store {str(self.root)!r} was opened read-only (to report on it); open it "
+                                "with ResultStore(path) to write.")
 
     # -- writing ------------------------------------------------------------------------------------------------
 
-    def save(self, record: CellRecord, predictions: pd.DataFrame | None = None) -> None:
-        """Insert or replace the row of ``record.cell_id``; with ``predictions``, its Parquet file too.
-
-        Order matters (see the module docstring): drop a row (and file) that the new file would overwrite,
-        write the file atomically, then commit the new row. Any failure leaves no row, or the old complete one.
-        """
+    def save(self, record: CellRecord, predictions: pd.DataFrame | None = None, *, owner: str | None = None) -> None:
+        """Insert or replace the row of ``record.cell_id``; with ``predictions``, its Parquet file too (its size
+        and sha256 go in the row). The cell's lease is released in the same transaction: ``owner``'s lease, or
+        whichever lease it has when ``owner`` is None (the saver is then the store's one writer)."""
+        self._writable()
         row = self._row(record)
         if predictions is not None and not isinstance(predictions, pd.DataFrame):
             raise DataError(f"predictions for cell {record.cell_id!r} must be a pandas DataFrame, "
                             f"got {type(predictions).__name__}.")
-        old_file = self._predictions_file_of(record.cell_id)
+        write = None if predictions is None else (lambda target: atomic_write_parquet(predictions, target))
+        self._commit(row, write, owner)
+
+    def _commit(self, row: dict[str, Any], write_file, owner: str | None) -> None:
+        """Order matters (see the module docstring): drop a row (and file) that the new file would overwrite,
+        write the file atomically (``write_file(target) -> FileDigest``), then commit the new row. Any failure
+        leaves no row, or the old complete one."""
+        old_file = self._predictions_file_of(row["cell_id"])
         target = None
-        if predictions is not None:
-            target = self._paths.predictions_dir / f"{_file_stem(record.cell_id)}.parquet"
+        if write_file is not None:
+            target = self._paths.predictions_dir / f"{file_stem(row['cell_id'])}.parquet"
             row["predictions_file"] = target.name
             if old_file is not None:  # from here until the commit below the cell reads as "not run"
-                self._delete_row(record.cell_id)
+                self._delete_row(row["cell_id"])
                 (self._paths.predictions_dir / old_file).unlink(missing_ok=True)
-            _atomic_write_parquet(predictions, target)
+            digest = write_file(target)
+            row["predictions_size"], row["predictions_sha256"] = digest.size, digest.sha256
         try:
-            self._write_row(row)
+            self._write_row(row, owner)
         except BaseException:
             if target is not None:  # no row points at it any more; do not leave an orphan behind
                 target.unlink(missing_ok=True)
@@ -377,11 +329,11 @@ class ResultStore:
             "metrics_json": _encode_metrics(record.metrics), "cost_json": _dumps(record.cost),
             "provenance_json": _dumps(record.provenance), "error": record.error, "traceback": record.traceback,
             "started_at": record.started_at or "", "finished_at": record.finished_at or "",
-            "predictions_file": None,
+            "predictions_file": None, "predictions_size": None, "predictions_sha256": None,
         }
 
-    def _write_row(self, row: dict[str, Any]) -> None:
-        """Upsert one row in one transaction (the commit is the moment the cell becomes 'done')."""
+    def _write_row(self, row: dict[str, Any], owner: str | None = None) -> None:
+        """Upsert one row and end the cell's lease in one transaction (the commit is when the cell is 'done')."""
         names = ", ".join(_COLUMNS)
         marks = ", ".join("?" for _ in _COLUMNS)
         updates = ", ".join(f"{c}=excluded.{c}" for c in _COLUMNS if c != "cell_id")
@@ -389,6 +341,7 @@ class ResultStore:
         conn = self._connect()
         try:
             conn.execute(sql, [row[c] for c in _COLUMNS])
+            leases.release_on_save(conn, row["cell_id"], owner)
             conn.commit()
         except BaseException:
             conn.rollback()
@@ -404,12 +357,88 @@ class ResultStore:
         finally:
             conn.close()
 
+    # -- leases (see medrival.store.leases) ----------------------------------------------------------------------
+
+    def _lease_op(self, operation, *args):
+        self._writable()
+        conn = self._connect()
+        try:
+            return operation(conn, *args)
+        except sqlite3.DatabaseError as exc:
+            raise (schema.unusable(self._paths.sqlite_path, exc) if schema.is_damage(exc) else exc) from exc
+        finally:
+            conn.close()
+
+    def claim(self, cell_id: str, owner: str, ttl_s: float) -> bool:
+        """Take ``cell_id`` for ``owner`` for ``ttl_s`` seconds: True when it had no lease, or an expired one (or
+        one of a dead process of this host), and no intact finished result; False otherwise. Atomic across
+        processes (one ``BEGIN IMMEDIATE`` transaction)."""
+        leases.check_lease_args(owner, ttl_s)
+
+        def finished(conn: sqlite3.Connection) -> bool:
+            row = conn.execute(f"{_DIGEST_SQL} WHERE cell_id = ?", (cell_id,)).fetchone()
+            return row is not None and row[1] == "done" and self._file_problem(*row[2:]) is None
+        return self._lease_op(leases.claim, cell_id, owner, ttl_s, finished)
+
+    def heartbeat(self, owner: str, ttl_s: float) -> int:
+        """Extend all of ``owner``'s leases to now + ``ttl_s``; returns how many it still holds."""
+        leases.check_lease_args(owner, ttl_s)
+        return self._lease_op(leases.heartbeat, owner, ttl_s)
+
+    def release(self, cell_id: str, owner: str) -> bool:
+        """Give up ``owner``'s lease of ``cell_id`` (the cell was not saved); False when it held none."""
+        return bool(self._lease_op(leases.release, owner, cell_id))
+
+    def release_all(self, owner: str) -> int:
+        """Give up every lease of ``owner``; returns how many."""
+        return self._lease_op(leases.release, owner, None)
+
+    def active_leases(self) -> list[Lease]:
+        """The leases that have not expired (cell id, owner, heartbeat_at, expires_at), by cell id."""
+        conn = self._connect()
+        try:
+            return leases.active(conn)
+        finally:
+            conn.close()
+
+    # -- integrity (see medrival.store.integrity) ----------------------------------------------------------------
+
+    def _file_problem(self, name: str | None, size: int | None, sha256: str | None) -> str | None:
+        if name is None:
+            return None  # a finished cell saved without predictions: nothing to check
+        return file_problem(self._paths.predictions_dir / name, size, sha256, self._digests)
+
+    def damaged_cells(self) -> dict[str, str]:
+        """Finished cells whose predictions file is missing, of another size or checksum than saved, or (rows
+        of schema-1 stores) unreadable as Parquet: cell id -> reason. Each file is hashed once per store object."""
+        damaged = {}
+        for cell_id, _, name, size, sha256 in self._query(f"{_DIGEST_SQL} WHERE status = 'done'"):
+            reason = self._file_problem(name, size, sha256)
+            if reason is not None:
+                damaged[cell_id] = reason
+        return damaged
+
+    def require_intact(self) -> "ResultStore":
+        """This store, when no finished cell is damaged; else ``DamagedStoreError`` naming the first few damaged
+        cells, their count, and the commands that redo (``medrival run``) and list (``medrival verify``) them."""
+        damaged = self.damaged_cells()
+        if damaged:
+            raise DamagedStoreError(damaged_message(self.root, damaged), damaged)
+        return self
+
+    def stored_digest(self, cell_id: str) -> FileDigest | None:
+        """Size and sha256 recorded for a cell's predictions file; None without a file or a schema-1 row."""
+        rows = self._query("SELECT predictions_size, predictions_sha256 FROM cells WHERE cell_id = ?", (cell_id,))
+        return FileDigest(int(rows[0][0]), rows[0][1]) if rows and rows[0][1] is not None else None
+
     # -- reading ------------------------------------------------------------------------------------------------
 
     def _query(self, sql: str, params: tuple = ()) -> list[tuple]:
         conn = self._connect()
         try:
             return conn.execute(sql, params).fetchall()
+        except sqlite3.DatabaseError as exc:  # damaged after opening: the same clean error as at opening
+            raise (schema.unusable(self._paths.sqlite_path, exc) if schema.is_damage(exc) else exc) from exc
         finally:
             conn.close()
 
@@ -431,8 +460,10 @@ class ResultStore:
         return self._record(rows[0]) if rows else None
 
     def finished_ids(self) -> set[str]:
-        """Ids of cells with status 'done'; failed cells are not finished, so a re-run retries them."""
-        return {r[0] for r in self._query("SELECT cell_id FROM cells WHERE status = 'done'")}
+        """Ids of cells with status 'done' and an intact predictions file. Failed and damaged cells are not
+        finished, so a re-run retries them."""
+        done = {r[0] for r in self._query("SELECT cell_id FROM cells WHERE status = 'done'")}
+        return done - set(self.damaged_cells())
 
     def records(self) -> list[CellRecord]:
         """All records, ordered by cell id (deterministic regardless of the order cells finished in)."""
@@ -461,18 +492,18 @@ class ResultStore:
         return chosen.reset_index(drop=True)
 
     def _prediction_file(self, cell_id: str) -> pd.DataFrame:
-        rows = self._query("SELECT status, predictions_file FROM cells WHERE cell_id = ?", (cell_id,))
+        rows = self._query(f"{_DIGEST_SQL} WHERE cell_id = ?", (cell_id,))
         if not rows:
             raise MedrivalError(f"No result for cell {cell_id!r} in {str(self.root)!r}; "
                                 "run the study first (or check the cell id with `medrival status`).")
-        status, name = rows[0]
+        _, status, name, size, sha256 = rows[0]
         if name is None:
             raise MedrivalError(f"Cell {cell_id!r} has status {status!r} and no stored predictions.")
-        path = self._paths.predictions_dir / name
-        if not path.is_file():
-            raise MedrivalError(f"Predictions file {str(path)!r} of cell {cell_id!r} is missing; "
-                                "re-run the cell (delete its row or use a fresh results directory).")
-        return pd.read_parquet(path)
+        problem = self._file_problem(name, size, sha256)
+        if problem is not None:
+            raise DamagedStoreError(f"The predictions of cell {cell_id!r} in {str(self.root)!r} are damaged "
+                                    f"({problem}). {repair_hint(self.root)}", {cell_id: problem})
+        return pd.read_parquet(self._paths.predictions_dir / name)
 
     def results_frame(self, include_outdated: bool = False) -> pd.DataFrame:
         """One row per cell: ids and spec fields, one column per metric, then cost, error (sorted stably).
@@ -525,3 +556,9 @@ def require_store(store_dir: str | Path) -> Path:
         raise MedrivalError(f"No medrival store in {root} (no results.sqlite). Pass the folder given to "
                             f"`medrival run --out` or `medrival demo --out`.")
     return root
+
+
+def open_intact_store(store_dir: str | Path) -> ResultStore:
+    """The store in ``store_dir`` opened read-only for a reader (report, compare, export, ``load_results``),
+    refusing (``DamagedStoreError``) when a finished cell's predictions file is damaged."""
+    return ResultStore(require_store(store_dir), read_only=True).require_intact()

@@ -14,6 +14,6 @@ def load_results(store_dir: str | Path) -> pd.DataFrame:
     VQA cells scored by earlier VQA rules (old metric names such as ``token_f1``, normalisation version "1") are
     left out, with one ``medrival.store.OutdatedResultsWarning`` saying how many and the command that re-runs
     them (``medrival run STUDY.yaml --out DIR``); ``ResultStore.results_frame(include_outdated=True)`` has them."""
-    store = ResultStore(require_store(store_dir))
+    store = ResultStore(require_store(store_dir), read_only=True).require_intact()  # refuse damaged cells
     warn_outdated_vqa(store.records(), stacklevel=2)
     return store.results_frame()
