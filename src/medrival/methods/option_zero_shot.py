@@ -13,6 +13,7 @@ import numpy as np
 
 from medrival.core.errors import ConfigError, DataError, MedrivalError
 from medrival.methods.base import OFF_THE_SHELF, METHODS, MethodSpec, Predictions
+from medrival.methods.generation_cache import cached_option_scores
 from medrival.core.prompts import class_option, diagnosis_prompt
 
 
@@ -47,6 +48,7 @@ class OptionZeroShot:
     def __init__(self, config: OptionZeroShotConfig):
         self.config = config
         self.model = None
+        self.cache = None  # the run's generation cache (``features.generations``), when it has one
 
     def fit(self, model, train, val, features=None, seed: int = 0) -> None:
         if not getattr(model, "supports_option_scores", True):
@@ -54,6 +56,7 @@ class OptionZeroShot:
             raise MedrivalError(f"option_zero_shot needs the log-likelihood of each class name, but {name} is served "
                                 "by an API that returns text only; evaluate it with vqa_zero_shot instead.")
         self.model = model
+        self.cache = getattr(features, "generations", None)
 
     def predict(self, test) -> Predictions:
         if test.info.task.value not in TASKS:  # a softmax over labels is not a multilabel answer
@@ -61,7 +64,8 @@ class OptionZeroShot:
                             f"{test.info.name} is {test.info.task.value}. Use a method that declares that task.")
         options = [class_option(name) for name in test.info.class_names]
         prompts = [diagnosis_prompt(test.info)] * len(test)
-        scores = self.model.score_options(split_images(test), prompts, options, batch_size=self.config.batch_size)
+        scores = cached_option_scores(self.cache, self.model, split_images(test), prompts, options,
+                                      self.config.batch_size)
         if self.config.length_normalise:
             lengths = np.asarray([len(self.model.processor.tokenizer(o, add_special_tokens=False)["input_ids"])
                                   for o in options], dtype=np.float64)

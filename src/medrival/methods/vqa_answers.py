@@ -16,6 +16,9 @@ from medrival.core import progress as live_progress
 from medrival.core.errors import ConfigError
 from medrival.core.types import VQASplit
 from medrival.core.prompts import DEFAULT_MAX_NEW_TOKENS, DEFAULT_PROMPT_SET, training_answer, vqa_prompt
+from medrival.methods.generation_cache import (
+    GenerationCache, active, answer_keys, cached_api_answers, cached_batches, cached_option_scores, is_api_model,
+)
 
 YES_NO_OPTIONS = ("yes", "no")
 
@@ -92,45 +95,64 @@ def token_limits(split: VQASplit, config: VQAGenerationConfig) -> list[int]:
 
 
 def answer_questions(model, split: VQASplit, config: VQAGenerationConfig,
-                     template_set: str = DEFAULT_PROMPT_SET) -> VQAOutput:
+                     template_set: str = DEFAULT_PROMPT_SET, cache: GenerationCache | None = None) -> VQAOutput:
     """Generate an answer to every question and, for yes/no ones, score yes/no; questions are worded by the
-    prompt set ``template_set`` (the default set unless a method chose another)."""
+    prompt set ``template_set`` (the default set unless a method chose another).
+
+    ``cache`` (``medrival.methods.generation_cache``; the cell's one is ``features.generations``): answers and
+    scores already computed for this model state, prompt, image and settings are reused, the others are computed
+    in the batches a cold run forms and stored batch by batch as they come, so the output is the same either way."""
     images, prompts = question_images(split), question_prompts(split, template_set)
-    responses = _generate_in_batches(model, images, prompts, token_limits(split, config), config.batch_size)
-    failures = list(getattr(model, "failures", []))
+    responses, failures = _generate_with_failures(model, images, prompts, token_limits(split, config),
+                                                  config.batch_size, cache)
     yes = np.full(len(split), np.nan)
     closed = np.flatnonzero(np.asarray(split.forms) == "yes_no")
     # API models return text only: they have no option log-likelihoods, so their closed AUROC stays undefined.
     if config.score_closed_options and closed.size and getattr(model, "supports_option_scores", True):
-        scores = model.score_options([images[i] for i in closed], [prompts[i] for i in closed],
-                                     YES_NO_OPTIONS, batch_size=config.batch_size)
+        scores = cached_option_scores(cache, model, [images[i] for i in closed], [prompts[i] for i in closed],
+                                      YES_NO_OPTIONS, config.batch_size)
         yes[closed] = yes_probability(scores)
     return VQAOutput(list(responses), yes, failures=failures)
 
 
-def _generate_in_batches(model, images: list, prompts: list[str], limits: list[int], batch_size: int) -> list[str]:
-    """``model.generate`` one batch per call, so a live display can count generation batches.
+def generation_batches(limits: list[int], batch_size: int) -> list[list[int]]:
+    """The batches ``generate`` forms: questions grouped by token limit, in order, ``batch_size`` at a time."""
+    return [rows[start:start + batch_size] for limit in sorted(set(limits))
+            for rows in [[i for i, value in enumerate(limits) if value == limit]]
+            for start in range(0, len(rows), batch_size)]
 
-    The batches are the ones ``generate`` itself forms (questions grouped by token limit, in order, ``batch_size``
-    at a time), so every answer is what one call over all questions gives. API models (they keep ``failures``)
-    get one call: their failure rows and their stop-after-many-failures-in-a-row rule span the whole call."""
-    batches = [rows[start:start + batch_size] for limit in sorted(set(limits))
-               for rows in [[i for i, value in enumerate(limits) if value == limit]]
-               for start in range(0, len(rows), batch_size)]
-    if hasattr(model, "failures") or len(batches) <= 1:
+
+def _generate_in_batches(model, images: list, prompts: list[str], limits: list[int], batch_size: int,
+                         cache: GenerationCache | None = None) -> list[str]:
+    """The replies of ``_generate_with_failures``."""
+    return _generate_with_failures(model, images, prompts, limits, batch_size, cache)[0]
+
+
+def _generate_with_failures(model, images: list, prompts: list[str], limits: list[int], batch_size: int,
+                            cache: GenerationCache | None = None) -> tuple[list[str], list[tuple[int, str]]]:
+    """(replies, failures by question row): ``model.generate`` one batch per call, so a live display can count
+    generation batches and each batch's answers are cached as soon as they exist; cached batches are not generated
+    again.
+
+    The batches are the ones ``generate`` itself forms, so every answer is what one call over all questions gives.
+    API models (they keep ``failures``) get one call over the questions not cached: their failure rows and their
+    stop-after-many-failures-in-a-row rule span the whole call; only their successful answers are cached."""
+    if is_api_model(model):
         with live_progress.stage("generation batches", 1):
-            replies = model.generate(images, prompts, max_new_tokens=limits, batch_size=batch_size)
+            replies, failures = cached_api_answers(cache, model, images, prompts, limits, batch_size)
             live_progress.advance()
-        return replies
-    replies = [""] * len(prompts)
+        return replies, failures
+    batches = generation_batches(limits, batch_size)
+
+    def generate(rows: list[int]) -> list[str]:
+        return list(model.generate([images[i] for i in rows], [prompts[i] for i in rows],
+                                   max_new_tokens=limits[rows[0]], batch_size=batch_size))
+
     with live_progress.stage("generation batches", len(batches)):
-        for rows in batches:
-            answers = model.generate([images[i] for i in rows], [prompts[i] for i in rows],
-                                     max_new_tokens=limits[rows[0]], batch_size=batch_size)
-            for row, answer in zip(rows, answers):
-                replies[row] = answer
-            live_progress.advance()
-    return replies
+        keys = answer_keys(model, images, prompts, limits) if active(cache) else [""] * len(prompts)
+        replies = cached_batches(cache, "answer", keys, batches, generate, encode=str, decode=str,
+                                 on_batch=live_progress.advance)
+    return replies, []
 
 
 def yes_probability(log_likelihoods: np.ndarray) -> np.ndarray:

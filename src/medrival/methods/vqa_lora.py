@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from medrival.core.errors import ConfigError, MedrivalError
 from medrival.methods.base import TRAINS_ENCODER, METHODS, MethodSpec
 from medrival.methods.checkpoint import load_checkpoint, save_checkpoint
+from medrival.methods.lora import MAX_LORA_RANK
 from medrival.methods.training import PRECISIONS, check_precision, seeded
 from medrival.methods.vqa_answers import VQAGenerationConfig, VQAOutput, answer_questions
 from medrival.methods.vqa_sft import SFTSettings, train_sft
@@ -57,6 +58,9 @@ class VQALoraConfig(VQAGenerationConfig):
         _check_whole("epochs", self.epochs, 1)
         _check_whole("train_batch_size", self.train_batch_size, 1)
         _check_whole("rank", self.rank, 1)
+        if self.rank > MAX_LORA_RANK:
+            raise ConfigError(f"vqa_lora rank must be a whole number in 1..{MAX_LORA_RANK}, got {self.rank!r}; "
+                              "typical ranks are 4 to 64.")
         if self.max_val_questions is not None:
             _check_whole("max_val_questions", self.max_val_questions, 1)
         _check_choice("variant", self.variant, tuple(VARIANTS))
@@ -138,6 +142,7 @@ class VQALora:
         self.tuned = None  # the same model with adapters (a shallow copy of the wrapper around the peft model)
         self.targets: list[str] = []
         self.result = None
+        self.cache = None  # the run's generation cache; keyed by the adapter weights, never the base model's
 
     def _inject(self, model, seed: int) -> None:
         import copy
@@ -160,6 +165,7 @@ class VQALora:
             name = model.card.id if getattr(model, "card", None) is not None else "this model"
             raise MedrivalError(f"vqa_lora trains the model's weights, but {name} is served by an API; evaluate it "
                                 "with vqa_zero_shot, or run an open-weights model locally to fine-tune it.")
+        self.cache = getattr(features, "generations", None)
         check_precision(model.device, self.config.precision)
         check_quantization(self.config, model.device)
         if self.config.quantization == "4bit":
@@ -178,7 +184,7 @@ class VQALora:
             self.tuned.set_grad_checkpointing(False)
 
     def predict(self, test) -> VQAOutput:
-        output = answer_questions(self.tuned, test, self.config)
+        output = answer_questions(self.tuned, test, self.config, cache=self.cache)
         output.trainable_parameters = self.tuned.trainable_parameters()
         output.extras = {"best_epoch": self.result.best_epoch if self.result else None,
                          "validation_losses": self.result.validation_losses if self.result else [],

@@ -9,6 +9,7 @@ validation data, never on test.
 from __future__ import annotations
 
 import time
+import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -104,5 +105,9 @@ def train_sft(model, train: VQASplit, val: VQASplit, settings: SFTSettings, seed
         for name, value in best.items():
             trainable[name].copy_(value)
     model.model.eval()
+    if all(p.requires_grad for p in model.model.parameters()):
+        # Every weight trained in place: the generation cache hashes adapters and tuned subsets, not whole
+        # models, so this model's answers are keyed by a state of their own and never meet the base model's.
+        model.trained_state = uuid.uuid4().hex
     result.train_seconds = time.perf_counter() - started
     return result

@@ -65,14 +65,16 @@ class VQAZeroShot:
     def __init__(self, config: VQAZeroShotConfig):
         self.config = config
         self.model = None
+        self.cache = None  # the run's generation cache (``features.generations``), when it has one
         self.prompt_set = DEFAULT_PROMPT_SET
         self.selection: dict | None = None  # what was chosen and why, for the record (None: default options)
 
     def fit(self, model, train, val, features=None, seed: int = 0) -> None:
         self.model = model
+        self.cache = getattr(features, "generations", None)
         scores = {}
         if self.config.prompt_selection == "validation":
-            scores = {name: validation_score(val, answer_questions(model, val, self.config, name))
+            scores = {name: validation_score(val, answer_questions(model, val, self.config, name, self.cache))
                       for name in VQA_SET_NAMES}
             self.prompt_set = VQA_SET_NAMES[best_index(list(scores.values()))]
         if self.config.prompt_selection != "fixed" or self.config.prompt_sensitivity:
@@ -82,13 +84,13 @@ class VQAZeroShot:
                               "sets_version": PROMPT_SETS_VERSION}
 
     def predict(self, test) -> VQAOutput:
-        output = answer_questions(self.model, test, self.config, self.prompt_set)
+        output = answer_questions(self.model, test, self.config, self.prompt_set, self.cache)
         if self.selection is not None:
             output.extras[PROMPT_SELECTION] = dict(self.selection)
         if self.config.prompt_sensitivity:  # scored by the cell runner, which owns the test answers
             output.extras[PROMPT_SET_OUTPUTS] = {
                 name: replace(output, extras={}) if name == self.prompt_set
-                else answer_questions(self.model, test, self.config, name)
+                else answer_questions(self.model, test, self.config, name, self.cache)
                 for name in VQA_SET_NAMES[:self.config.prompt_sensitivity]}
         return output
 
