@@ -177,11 +177,11 @@ def test_knn_matches_sklearn_cosine_neighbours(k, fit, model, cache, xray, derm)
         np.testing.assert_allclose(output.probabilities, reference.predict_proba(features["test"]), atol=1e-12)
 
 
-def test_knn_caps_k_at_the_training_size_and_weights_by_similarity(fit, model, cache, xray):
-    uniform = fit("knn", xray["k1"], xray["val"], ks=[50])
-    assert uniform.chosen_k == 2
-    np.testing.assert_allclose(uniform.predict(xray["test"]).probabilities, 0.5)  # one vote for each class
-    weighted = fit("knn", xray["k1"], xray["val"], ks=[50], weighting="similarity", temperature=0.1)
+def test_knn_refuses_a_k_above_the_training_size_and_weights_by_similarity(fit, model, cache, xray):
+    with pytest.raises(DataError, match=r"every candidate k \(\[50\]\) exceeds the 2 training examples"):
+        fit("knn", xray["k1"], xray["val"], ks=[50])  # it would vote with the whole split: chance level
+    assert fit("knn", xray["k1"], xray["val"], ks=[1, 50]).chosen_k in (1, 2)  # larger candidates are capped
+    weighted = fit("knn", xray["k1"], xray["val"], ks=[2], weighting="similarity", temperature=0.1)
     similarity = cache.image_features(model, xray["test"]) @ cache.image_features(model, xray["k1"]).T
     votes = np.exp(similarity / 0.1)
     expected = np.stack([votes[:, xray["k1"].labels == c].sum(1) for c in (0, 1)], axis=1)

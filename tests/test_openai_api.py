@@ -184,7 +184,7 @@ def test_a_rejected_key_stops_at_once_and_never_shows_the_key(serve, key):
         model.generate(images(4), [f"q {i}" for i in range(4)], batch_size=1)
     message = str(caught.value)
     assert caught.value.status == 401 and caught.value.fatal
-    assert "HTTP 401" in message and stub.url in message and "[redacted]" in message
+    assert "HTTP 401" in message and stub.url in message and "[REDACTED]" in message
     assert KEY not in message
     # Not retried; the queued questions are cancelled (the one worker may have taken the next one already).
     assert len(stub.requests) <= 2
@@ -216,7 +216,7 @@ def test_the_key_is_in_no_repr_fingerprint_message_or_log(serve, key, caplog):
         assert model.generate(images(1), ["q 0"]) == [""]
     texts = [repr(model), repr(model.client), str(vars(model)), str(vars(model.client)), model.fingerprint,
              str(model.failures), caplog.text]
-    assert "retrying" in caplog.text and "[redacted]" in str(model.failures)
+    assert "retrying" in caplog.text and "[REDACTED]" in str(model.failures)
     for text in texts:
         assert KEY not in text and "ZEBRA" not in text
 
@@ -226,7 +226,8 @@ def test_the_key_is_read_per_request_not_kept(serve, monkeypatch):
     monkeypatch.setenv(KEY_ENV, "first-key")
     model = api_model(stub.url)
     monkeypatch.setenv(KEY_ENV, "rotated-key")
-    assert model.generate(images(1), ["q 0"]) == ["Bearer rotated-key"]
+    assert model.generate(images(1), ["q 0"]) == ["Bearer [REDACTED]"]  # an echoed key is never returned
+    assert stub.requests[-1].headers["Authorization"] == "Bearer rotated-key"
 
 
 # ----------------------------------------------------------------------------------------------- the protocol

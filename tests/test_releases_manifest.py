@@ -111,7 +111,7 @@ def test_multilabel_joined_names(tmp_path):
     assert index.task is TaskKind.MULTILABEL and index.class_names == ("effusion", "nodule")
     assert index.frame[[label_column("effusion"), label_column("nodule")]].values.tolist() == \
         [[1, 1], [0, 0], [0, 1], [1, 0]]
-    with pytest.raises(DataError, match=r"names \['nodule'\], not among class_names \['effusion', 'mass'\]"):
+    with pytest.raises(DataError, match=r"not among the declared classes \['effusion', 'mass'\]: 'nodule' \(2 example"):
         _read(tmp_path, label_columns="findings", multilabel_separator="|", class_names=("effusion", "mass"))
 
 
@@ -175,7 +175,7 @@ def test_task_and_option_errors(tmp_path):
         _read(tmp_path, task="multilabel")
     with pytest.raises(ConfigError, match="collide with index columns"):
         _read(tmp_path, subgroup_columns=("split",))
-    with pytest.raises(DataError, match=r"holds \['a', 'b', 'c'\], not among class_names"):
+    with pytest.raises(DataError, match=r"not among the declared classes \['x', 'y'\]: 'a' \(3 example\(s\)\); 'b'"):
         _read(tmp_path, class_names=("x", "y"))
     write_manifest(tmp_path, rows=[(p, "normal", *rest) for p, _y, *rest in ROWS])
     with pytest.raises(DataError, match=r"holds a single class \['normal'\]"):

@@ -138,7 +138,7 @@ def test_every_problem_of_one_config_is_reported_together():
 
 @pytest.mark.parametrize("method, option, value, expected", [
     ("lora", "epochs", 0, "epochs must be a whole number >= 1, got 0"),
-    ("lora", "rank", 0, "rank must be a whole number >= 1, got 0"),
+    ("lora", "rank", 0, "rank must be a whole number in 1..4096, got 0"),
     ("lora", "batch_size", 0, "batch_size must be a whole number >= 1, got 0"),
     ("lora", "lr", -1e-4, "lr must be a positive number, got -0.0001"),
     ("lora", "dropout", 1.0, "dropout must be in [0, 1), got 1.0"),

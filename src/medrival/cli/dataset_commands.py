@@ -108,6 +108,8 @@ def _print_summary(summary: dict) -> None:
             console.print(f"{split}: asked as {asked}; scored as {scored}", markup=False)
     for note in summary.get("notes", []):
         console.print(f"  note: {note}", markup=False)
+    for warning in summary.get("warnings", []):
+        console.print(f"  warning: {warning}", markup=False, style="yellow")
     files = summary.get("files")
     if files:
         console.print(f"images: {files['referenced']} referenced, {files['decoded']} decoded, "

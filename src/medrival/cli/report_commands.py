@@ -40,7 +40,8 @@ def report(results_dir: Path = typer.Argument(..., help="A study's results folde
            metric: str = typer.Option("auroc", "--metric", help="Metric of every comparison, CI and plot: auroc, "
                                                                 "accuracy, balanced_accuracy, macro_f1 or brier "
                                                                 "(lower is better; verdicts follow)."),
-           seed: int = typer.Option(0, "--seed", help="Seed of the resampling (results repeat exactly)."),
+           seed: int = typer.Option(0, "--seed", min=0, max=2**32 - 1,
+                                     help="Seed of the resampling (results repeat exactly)."),
            vqa_metrics: str = typer.Option("closed_accuracy,open_token_f1", "--vqa-metrics",
                                            help="VQA datasets: comma-separated per-question metrics, e.g. "
                                                 "closed_accuracy,open_token_f1,undecided_rate (lower is better)."),

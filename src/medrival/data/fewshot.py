@@ -60,3 +60,16 @@ def apply_budget(split: ClassificationSplit, shots: int | None, fraction: float 
     if fraction is not None:
         return draw_fraction(split, fraction, draw)
     return split
+
+
+def shots_warnings(split: ClassificationSplit, shots: int | None) -> list[str]:
+    """A warning when ``shots`` exceeds a class's count in ``split``: that class is used whole, so the cell's
+    budget label overstates what it trained on."""
+    if shots is None or np.asarray(split.labels).ndim != 1 or len(split) == 0:
+        return []
+    counts = {int(c): int(n) for c, n in zip(*np.unique(split.labels, return_counts=True))}
+    smallest = min(counts, key=counts.get)
+    if shots <= counts[smallest]:
+        return []
+    return [f"shots={shots} exceeds the {counts[smallest]} {split.split} example(s) of class "
+            f"{split.info.class_names[smallest]!r}: classes with fewer examples are used whole"]

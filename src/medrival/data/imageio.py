@@ -209,7 +209,9 @@ def _decode_dicom(source: Union[Path, bytes], label: str) -> np.ndarray:
 
 
 def probe_image(path: Union[str, Path]) -> str | None:
-    """None if ``path`` looks like a readable image (header parses; pixels not decoded), else a short reason.
+    """None if ``path`` looks like a readable image, else a short reason. The header is parsed; PNG and JPEG
+    files must also end with their end marker (a file cut short is found without decoding it), and other raster
+    formats, or a PNG/JPEG without its end marker, are decoded in full.
 
     Never raises: it is meant for scanning whole releases for missing or broken files cheaply.
     """
@@ -224,9 +226,35 @@ def probe_image(path: Union[str, Path]) -> str | None:
     try:
         with Image.open(path) as image:
             width, height = image.size
-        return None if width > 0 and height > 0 else "image with no pixels (0 width or height)"
+            if width <= 0 or height <= 0:
+                return "image with no pixels (0 width or height)"
+            if _body_looks_complete(path, image.format):
+                return None
+            image.load()  # a suspicious body (or a format without a cheap check) is decoded in full
+        return None
     except Exception as error:  # noqa: BLE001 -- a probe reports, it never raises
         return _pil_reason(error)
+
+
+# The last bytes of a complete file: PNG's IEND chunk, JPEG's end-of-image marker.
+_PNG_END = b"\x00\x00\x00\x00IEND\xaeB`\x82"
+_JPEG_END = b"\xff\xd9"
+
+
+def _body_looks_complete(path: Path, image_format: str | None) -> bool:
+    """Whether the file ends as a complete PNG or JPEG does: a file cut short (a header that parses, a body that
+    does not) fails only at decoding, so the probe reads the file's last bytes -- one seek, not a decode. False
+    sends the caller to a full decode (other formats; trailing bytes after the end marker)."""
+    if image_format not in ("PNG", "JPEG"):
+        return False
+    try:
+        with path.open("rb") as handle:
+            handle.seek(0, 2)
+            handle.seek(max(0, handle.tell() - 64))
+            tail = handle.read().rstrip(b"\x00")  # some writers pad JPEG files with zeros
+    except OSError:
+        return False
+    return tail.endswith(_PNG_END if image_format == "PNG" else _JPEG_END)
 
 
 def fit_geometry(image: np.ndarray, geometry: ImageGeometry) -> np.ndarray:

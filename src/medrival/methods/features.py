@@ -10,18 +10,21 @@ from __future__ import annotations
 
 import hashlib
 import os
-import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 
+from medrival.core.tempfiles import TEMP_SUFFIX, remove_stale_temp_files, temp_path_for
 from medrival.core.types import ClassificationSplit
+from medrival.methods.generation_cache import CACHE_FILE, GenerationCache
 
 
 class FeatureCache:
     def __init__(self, root: str | Path | None):
         self.root = Path(root) if root is not None else None
+        if self.root is not None:  # leftovers of interrupted writes (dead pid, or a day old; older ".tmp-*.npy")
+            remove_stale_temp_files(self.root, (f".*{TEMP_SUFFIX}", ".tmp-*.npy"))
         self._memory: dict[str, np.ndarray] = {}
         self._texts: dict[tuple[str, tuple[str, ...]], np.ndarray] = {}
         self.hits = 0
@@ -29,6 +32,8 @@ class FeatureCache:
         self.encode_seconds = 0.0
         self.encoded_images = 0  # images passed through an image encoder by this cache
         self.batch_size = 256  # images per decoded batch of a lazy (file) split
+        # Generated answers and option scores live beside the features (``medrival.methods.generation_cache``).
+        self.generations = GenerationCache(self.root / CACHE_FILE if self.root is not None else None)
 
     def key(self, model, split: ClassificationSplit) -> str:
         return f"{model.fingerprint}-{split.fingerprint()}"
@@ -105,10 +110,13 @@ class FeatureCache:
         if path is None:
             return
         path.parent.mkdir(parents=True, exist_ok=True)
-        handle, temp = tempfile.mkstemp(prefix=".tmp-", suffix=".npy", dir=path.parent)
-        with os.fdopen(handle, "wb") as stream:
-            np.save(stream, features, allow_pickle=False)
-        os.replace(temp, path)
+        temp = temp_path_for(path)  # carries the pid: a killed writer's leftover is removed at the next open
+        try:
+            with open(temp, "wb") as stream:
+                np.save(stream, features, allow_pickle=False)
+            os.replace(temp, path)
+        finally:
+            temp.unlink(missing_ok=True)  # gone already after the rename; removed on any failure
 
 
 def _distinct(keys) -> tuple[list[int], np.ndarray]:

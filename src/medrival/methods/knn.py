@@ -22,6 +22,7 @@ from medrival.methods.torch_heads import is_number
 
 NAME = "knn"
 WEIGHTINGS = ("uniform", "similarity")
+MAX_K = 10_000  # neighbours: far above any useful k
 _CHUNK_ROWS = 2048  # query rows per similarity block: bounds memory for large splits
 
 
@@ -38,6 +39,9 @@ class KnnConfig:
         self.ks = tuple(self.ks) if not isinstance(self.ks, int) else (self.ks,)
         if not self.ks or any(not isinstance(k, (int, np.integer)) or isinstance(k, bool) or k < 1 for k in self.ks):
             raise ConfigError(f"knn ks must be whole numbers >= 1, got {list(self.ks)}.")
+        if max(self.ks) > MAX_K:
+            raise ConfigError(f"knn ks must be at most {MAX_K}, got {max(self.ks)}; typical values are 1 to 31 "
+                              "(candidates above the training size would vote with the whole training split).")
         self.ks = tuple(sorted({int(k) for k in self.ks}))
         if self.weighting not in WEIGHTINGS:
             raise ConfigError(f"knn weighting must be one of {', '.join(WEIGHTINGS)}, got {self.weighting!r}.")
@@ -101,6 +105,10 @@ class Knn:
         self.key_labels = multilabel_targets(train) if is_multilabel(train) else \
             np.asarray(train.labels, dtype=np.int64)
         val_labels = multilabel_targets(val) if is_multilabel(val) else val.labels
+        if min(self.config.ks) > len(self.keys):
+            raise DataError(f"knn: every candidate k ({list(self.config.ks)}) exceeds the {len(self.keys)} training "
+                            f"examples of {info.name}/{train.split}; a k that large votes with the whole training "
+                            f"split (chance-level AUROC). Give a k <= {len(self.keys)} or a larger label budget.")
         candidates = sorted({min(k, len(self.keys)) for k in self.config.ks})
         indices, similarities = nearest_neighbours(features.image_features(model, val), self.keys, candidates[-1])
         scores = []

@@ -24,6 +24,9 @@ from medrival.methods.training import (EncoderTrainingMethod, TrainingConfig, bu
 from medrival.models.lora_targets import TOWERS, resolve_targets, tower_prefix
 
 
+MAX_LORA_RANK = 4096  # far above any useful rank; a larger one is a typo (10**8 would exhaust memory)
+
+
 @dataclass
 class LoraConfig(TrainingConfig):
     lr: float = field(default=5e-4, metadata={"help": "Peak AdamW learning rate of the LoRA weights."})
@@ -49,8 +52,9 @@ class LoraConfig(TrainingConfig):
         check_training_config("lora", self)
         if self.tower not in TOWERS:
             raise ConfigError(f"lora tower must be one of {TOWERS}, got {self.tower!r}.")
-        if isinstance(self.rank, bool) or not isinstance(self.rank, int) or self.rank < 1:
-            raise ConfigError(f"lora rank must be a whole number >= 1, got {self.rank!r}.")
+        if isinstance(self.rank, bool) or not isinstance(self.rank, int) or not 1 <= self.rank <= MAX_LORA_RANK:
+            raise ConfigError(f"lora rank must be a whole number in 1..{MAX_LORA_RANK}, got {self.rank!r}; "
+                              "typical ranks are 4 to 64.")
         if not (isinstance(self.alpha, (int, float)) and self.alpha > 0):
             raise ConfigError(f"lora alpha must be a positive number, got {self.alpha!r}.")
         if not (isinstance(self.dropout, (int, float)) and 0 <= self.dropout < 1):
@@ -88,6 +92,7 @@ def _inject(model, towers: dict[str, Any], rank: int, alpha: float, dropout: flo
 
     split_packed_attention(model, [tower_prefix(model, module) for module in towers.values()])
     targets = resolve_targets(model, towers, target_modules)
+    check_rank_fits(model, targets, rank)
     # A regex of exact full names: peft matches a list by suffix, so the list entry "transformer.resblocks.0.mlp.c_fc"
     # (text tower) would also adapt "visual.transformer.resblocks.0.mlp.c_fc".
     exact_names = "|".join(re.escape(name) for name in targets)
@@ -95,6 +100,24 @@ def _inject(model, towers: dict[str, Any], rank: int, alpha: float, dropout: flo
                                   target_modules=f"(?:{exact_names})", bias="none")
     peft.inject_adapter_in_model(lora_config, model)
     return targets
+
+
+def check_rank_fits(model, targets: Iterable[str], rank: int, method: str = "lora") -> None:
+    """A rank-r update of a d_in x d_out layer has rank at most min(d_in, d_out): a larger r only adds parameters
+    (and memory). Raise naming the rank and the narrowest adapted layer's width."""
+    widths = {}
+    for name in targets:
+        module = model.get_submodule(name)
+        sizes = [getattr(module, side) for side in ("in_features", "out_features")
+                 if isinstance(getattr(module, side, None), int)]
+        if sizes:
+            widths[name] = min(sizes)
+    if widths:
+        narrowest = min(widths, key=widths.get)
+        if rank > widths[narrowest]:
+            raise ConfigError(f"{method} rank {rank} exceeds the width {widths[narrowest]} of the adapted layer "
+                              f"{narrowest!r} (a rank-r update of a layer this narrow has rank at most "
+                              f"{widths[narrowest]}); choose a rank <= {widths[narrowest]}.")
 
 
 class LoraBudget(NamedTuple):

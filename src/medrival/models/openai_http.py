@@ -22,6 +22,7 @@ import http.client
 import json
 import logging
 import os
+import re
 import threading
 import urllib.error
 import urllib.request
@@ -136,7 +137,7 @@ class ChatClient:
         attempts, attempt = self.retry.max_retries + 1, 0
         while True:
             try:
-                return _reply_text(self._post_once(body), self.endpoint)
+                return _redact(_reply_text(self._post_once(body), self.endpoint), api_key(self.api_key_env))
             except ApiError as error:
                 if not error.retryable:
                     raise
@@ -186,8 +187,16 @@ def _http_error(endpoint: str, error: urllib.error.HTTPError, key: str) -> ApiEr
                     fatal=status in FATAL_STATUSES or 300 <= status < 400, retry_after=_retry_after(error.headers))
 
 
+# A token, not prose ("the bearer of"): 8+ token characters with at least one digit, '-' or '_'.
+_BEARER = re.compile(r"\b(Bearer|bearer|BEARER)\s+(?=[A-Za-z0-9._~+/=-]*[0-9_-])[A-Za-z0-9._~+/=-]{8,}")
+REDACTED = "[REDACTED]"
+
+
 def _redact(text: str, key: str) -> str:
-    return text.replace(key, "[redacted]") if key else text
+    """``text`` with the key and any ``Bearer <token>`` replaced by ``[REDACTED]``: a server may echo either, in an
+    error or in an answer, and both are stored (predictions, failures, reports)."""
+    text = text.replace(key, REDACTED) if key else text
+    return _BEARER.sub(lambda match: f"{match.group(1)} {REDACTED}", text)
 
 
 def _reply_text(body: Any, endpoint: str) -> str:

@@ -18,12 +18,13 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Sequence
 
 import pandas as pd
 
-from medrival.core.errors import DataError
+from medrival.core.errors import ConfigError, DataError
 from medrival.core.types import TaskKind
-from medrival.data.releases.index import ReleaseIndex, grouped_split
+from medrival.data.releases.index import ReleaseIndex, grouped_split, undeclared_labels_error
 from medrival.data.releases.manifest import SPLIT_ALIASES
 from medrival.data.releases.paths import safe_relative
 
@@ -35,9 +36,10 @@ IMAGE_SUFFIXES: tuple[str, ...] = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".ti
 
 def read_imagefolder(root: str | Path, *, modality: str, name: str | None = None, licence: str = LICENCE,
                      seed: int = 0, fractions: tuple[float, float, float] = (0.7, 0.1, 0.2),
-                     val_fraction: float = 0.1) -> ReleaseIndex:
+                     val_fraction: float = 0.1, classes: Sequence[str] | None = None) -> ReleaseIndex:
     """Index ``root/{class}/*`` (seeded ``fractions`` split per image) or ``root/{split}/{class}/*``;
-    ``name`` defaults to the root folder's name."""
+    ``name`` defaults to the root folder's name. ``classes`` declares the classes (in label order): a class
+    folder not among them is an error naming its image count and the declared classes it resembles."""
     root = Path(root)
     name = name or root.resolve().name.lower() or "imagefolder"
     release = f"{name} ({RELEASE})"
@@ -56,7 +58,12 @@ def read_imagefolder(root: str | Path, *, modality: str, name: str | None = None
         frame = _class_images(root, root, release)
         frame["split"] = grouped_split(frame["image"], fractions, seed)
         notes = [f"no split folders: seeded split {fractions} (seed {seed}) per image (no patient ids)"]
-    classes = tuple(sorted(set(frame["class_name"])))
+    if classes is None:
+        classes = tuple(sorted(set(frame["class_name"])))
+    else:
+        classes = _declared(classes, release)
+        if set(frame["class_name"]) - set(classes):
+            raise undeclared_labels_error(release, f"{root} (class folders)", frame["class_name"], classes)
     if len(classes) < 2:
         raise DataError(f"{release}: found a single class folder {list(classes)} under {root}; a classifier needs "
                         "two or more.")
@@ -64,6 +71,14 @@ def read_imagefolder(root: str | Path, *, modality: str, name: str | None = None
     kind = TaskKind.BINARY if len(classes) == 2 else TaskKind.MULTICLASS
     return ReleaseIndex(name=name, task=kind, modality=modality, class_names=classes, frame=frame,
                         licence=licence, source=f"{SOURCE}: {root}", notes=notes)
+
+
+def _declared(classes: Sequence[str], release: str) -> tuple[str, ...]:
+    if isinstance(classes, str) or not all(isinstance(c, str) and c for c in classes) \
+            or len(set(classes)) != len(classes):
+        raise ConfigError(f"{release}: classes must be a list of distinct class (folder) names, e.g. "
+                          f"[normal, pneumonia]; got {classes!r}.")
+    return tuple(classes)
 
 
 def _split_layout(root: Path, top: list[str], splits: dict[str, str | None], release: str, seed: int,

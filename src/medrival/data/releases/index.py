@@ -34,6 +34,49 @@ def array_ref(file_name: str, key: str, row: int) -> str:
     return f"{ARRAY_PREFIX}{file_name}#{key}[{row}]"
 
 
+SMALL_CLASS = 2  # a class with this many examples or fewer in a split is worth a warning
+
+
+def small_class_warnings(classes: dict[str, dict[str, int]], limit: int = SMALL_CLASS) -> list[str]:
+    """One line per (split, class) with ``limit`` examples or fewer, from per-split, per-class counts (as
+    :meth:`ReleaseIndex.counts` gives them): such a class is often a label typo, and its metrics are noise."""
+    return [f"class {name!r} has {count} example(s) in the {split} split (<= {limit}): a misspelt label, or too few "
+            "examples to train or evaluate it; fix the labels or declare the dataset's classes."
+            for split, tally in classes.items() for name, count in tally.items() if count <= limit]
+
+
+def split_class_warnings(splits: dict) -> list[str]:
+    """:func:`small_class_warnings` of loaded classification splits (name -> split); empty splits are skipped."""
+    counts = {}
+    for name, split in splits.items():
+        labels = np.asarray(split.labels)
+        if len(labels) == 0:
+            continue
+        tally = labels.sum(axis=0) if split.info.task is TaskKind.MULTILABEL else \
+            np.bincount(labels.astype(np.int64), minlength=len(split.info.class_names))
+        counts[name] = {c: int(n) for c, n in zip(split.info.class_names, tally)}
+    return small_class_warnings(counts)
+
+
+def undeclared_labels_error(release: str, where: str, values, classes) -> DataError:
+    """The error for labels outside the declared ``classes``: each undeclared label with its count and the
+    declared classes it most resembles (a typo such as ``pnuemonia`` names ``pneumonia``)."""
+    import difflib
+    from collections import Counter
+
+    declared = [str(c) for c in classes]
+    lowered = {c.lower(): c for c in declared}
+    counts = Counter(str(v) for v in values if str(v) not in set(declared))
+    parts = []
+    for label, count in sorted(counts.items()):
+        close = [lowered[c] for c in difflib.get_close_matches(label.lower(), list(lowered), n=2, cutoff=0.6)]
+        hint = f", did you mean {' or '.join(map(repr, close))}?" if close else ""
+        parts.append(f"{label!r} ({count} example(s){hint})")
+    return DataError(f"{release}: {where} holds label(s) that are not among the declared classes {declared}: "
+                     f"{'; '.join(parts)}. Correct the misspelt labels in the data, or add a real class to the "
+                     "dataset's classes option.")
+
+
 @dataclass
 class ReleaseIndex:
     name: str

@@ -13,8 +13,9 @@ split column, a patient column and subgroup columns (``sex``, ``age``, ...). Qui
   other value is rejected with the list of offending values. Without a split column, rows are split (seeded) by
   the patient column when given, else per image path (no patient information: near-duplicate images of one
   patient may then straddle splits, which the notes say).
-- Every path must stay inside the root (``../x.png`` and ``/etc/passwd`` are rejected); the CSV itself may live
-  anywhere (an absolute ``csv_path``, or one relative to the root).
+- Every path must stay inside the root (``../x.png`` and ``/etc/passwd`` are rejected, and so is a path whose
+  symbolic link, or a linked folder on the way, leads outside the root); the CSV itself may live anywhere (an
+  absolute ``csv_path``, or one relative to the root).
 """
 from __future__ import annotations
 
@@ -27,8 +28,10 @@ import pandas as pd
 
 from medrival.core.errors import ConfigError, DataError
 from medrival.core.types import TaskKind
-from medrival.data.releases.index import LABEL_PREFIX, ReleaseIndex, grouped_split, label_column
-from medrival.data.releases.paths import read_annotation_csv, require_columns, safe_relative
+from medrival.data.releases.index import (LABEL_PREFIX, ReleaseIndex, grouped_split, label_column,
+                                          undeclared_labels_error)
+from medrival.data.releases.paths import (read_annotation_csv, reject_links_outside, require_columns,
+                                          safe_relative)
 
 RELEASE = "CSV manifest"
 LICENCE = "unknown (user data)"
@@ -48,8 +51,10 @@ def read_manifest(root: str | Path, csv_path: str | Path, *, path_column: str = 
                   class_names: Sequence[str] | None = None, task: str | TaskKind | None = None, modality: str,
                   name: str, licence: str = LICENCE, seed: int = 0,
                   fractions: tuple[float, float, float] = (0.7, 0.1, 0.2), delimiter: str | None = None,
-                  multilabel_separator: str | None = None) -> ReleaseIndex:
-    """Index the manifest ``csv_path`` (absolute, or relative to ``root``); see the module docstring."""
+                  multilabel_separator: str | None = None, classes: Sequence[str] | None = None) -> ReleaseIndex:
+    """Index the manifest ``csv_path`` (absolute, or relative to ``root``); see the module docstring.
+    ``classes`` is another name for ``class_names`` (the declared classes; any other label is an error)."""
+    class_names = _declared(classes, class_names, f"{name} ({RELEASE})")
     label_columns = (label_columns,) if isinstance(label_columns, str) else tuple(label_columns)
     subgroup_columns = (subgroup_columns,) if isinstance(subgroup_columns, str) else tuple(subgroup_columns)
     release = f"{name} ({RELEASE})"
@@ -63,6 +68,7 @@ def read_manifest(root: str | Path, csv_path: str | Path, *, path_column: str = 
     twice = images[images.duplicated()]
     if len(twice):
         raise DataError(f"{release}: {csv.name} lists image {twice.iloc[0]!r} more than once.")
+    reject_links_outside(root, images, release)
     labels, classes, kind = _labels(raw, label_columns, class_names, task, multilabel_separator, csv, release)
     frame = pd.concat([images, labels], axis=1)
     if patient_column:
@@ -90,6 +96,18 @@ def normalise_splits(values: pd.Series, where: str, release: str) -> pd.Series:
         raise DataError(f"{release}: {where} holds split value(s) {unknown}; accepted (any case): "
                         f"{', '.join(SPLIT_ALIASES)}.")
     return clean.map(SPLIT_ALIASES)
+
+
+def _declared(classes: Sequence[str] | None, class_names: Sequence[str] | None,
+              release: str) -> Sequence[str] | None:
+    if classes is not None and class_names is not None:
+        raise ConfigError(f"{release}: both classes and class_names were given; they mean the same (the declared "
+                          "classes), give one.")
+    declared = classes if classes is not None else class_names
+    if declared is not None and (isinstance(declared, str) or len(set(map(str, declared))) != len(declared)):
+        raise ConfigError(f"{release}: classes must be a list of distinct class names, e.g. [normal, pneumonia]; "
+                          f"got {declared!r}.")
+    return declared
 
 
 def _check_options(label_columns: tuple[str, ...], subgroup_columns: tuple[str, ...], separator: str | None,
@@ -164,10 +182,8 @@ def _single_labels(values: pd.Series, class_names: Sequence[str] | None, csv: Pa
                 raise DataError(f"{release}: {csv.name} column {column!r} holds class indices {bad}; with "
                                 f"{len(classes)} class_names they must lie in 0..{len(classes) - 1}.")
             return index.astype("int64"), classes
-        unknown = sorted(set(text) - set(classes))
-        if unknown:
-            raise DataError(f"{release}: {csv.name} column {column!r} holds {unknown}, not among class_names "
-                            f"{list(classes)}.")
+        if set(text) - set(classes):
+            raise undeclared_labels_error(release, f"{csv.name} column {column!r}", text, classes)
     else:
         if integers:
             text = text.map(lambda v: str(int(float(v))))
@@ -203,10 +219,9 @@ def _joined_labels(values: pd.Series, separator: str, class_names: Sequence[str]
     parts = values.map(lambda v: [p.strip() for p in str(v).split(separator) if p.strip()])
     seen = {p for row in parts for p in row}
     classes = tuple(str(c) for c in class_names) if class_names is not None else tuple(sorted(seen))
-    unknown = sorted(seen - set(classes))
-    if unknown:
-        raise DataError(f"{release}: {csv.name} column {values.name!r} names {unknown}, not among class_names "
-                        f"{list(classes)}.")
+    if seen - set(classes):
+        raise undeclared_labels_error(release, f"{csv.name} column {values.name!r}",
+                                      [p for row in parts for p in row], classes)
     if not classes:
         raise DataError(f"{release}: {csv.name} column {values.name!r} names no class at all; pass class_names.")
     matrix = np.zeros((len(values), len(classes)))

@@ -44,6 +44,29 @@ def safe_relative(root: str | Path, path_text: str, release: str) -> str:
     return normal
 
 
+def links_outside(root: str | Path, paths: Iterable[str]) -> dict[str, Path]:
+    """Path -> resolved target for every (lexically safe) relative path whose target, once symbolic links are
+    followed (the file itself or any folder on the way), lies outside ``root``. Missing files resolve as far as
+    they exist, so a linked folder leading outside is found even before its images are downloaded."""
+    resolved_root = Path(root).resolve()
+    outside: dict[str, Path] = {}
+    for path in paths:
+        target = (resolved_root / path).resolve()
+        if target != resolved_root and resolved_root not in target.parents:
+            outside[path] = target
+    return outside
+
+
+def reject_links_outside(root: str | Path, paths: Iterable[str], release: str) -> None:
+    """Raise naming the paths (how many, the first few) that lead outside ``root`` through symbolic links: the
+    index must not become a way to read arbitrary files (the image-folder reader refuses such links too)."""
+    outside = links_outside(root, paths)
+    if outside:
+        shown = "; ".join(f"{p} -> {t}" for p, t in list(outside.items())[:3])
+        raise DataError(f"{release}: {len(outside)} image path(s) lead outside the dataset root {Path(root).resolve()} "
+                        f"through symbolic links ({shown}). Copy those files into the root or remove the links.")
+
+
 def safe_relative_all(root: str | Path, paths: Iterable[str], release: str) -> list[str]:
     """:func:`safe_relative` over many paths (a whole annotation column)."""
     return [safe_relative(root, p, release) for p in paths]

@@ -29,7 +29,7 @@ import pandas as pd
 
 from medrival.core.errors import DataError
 from medrival.data.releases.index import grouped_split
-from medrival.data.releases.paths import read_annotation_csv
+from medrival.data.releases.paths import read_annotation_csv, reject_links_outside
 from medrival.data.releases.vqa_index import (
     VQAReleaseIndex, build_frame, check_root, derive_answer_type, normalise_text, read_json, require_file,
     safe_relpath,
@@ -167,6 +167,7 @@ def read_generic_vqa(root: Path | str, annotation: Path | str, *, image_column: 
     if not rows:
         raise DataError(f"{name}: {str(path)!r} holds no questions.")
     frame = pd.DataFrame(rows)
+    reject_links_outside(root, list(dict.fromkeys(frame["image"])), name)
     notes = _assign_splits(frame, bool(split_column), fractions, seed)
     frame = build_frame(frame.to_dict("records"), release=name)
     derived = int((frame["answer_type_source"] == "derived").sum())

@@ -11,6 +11,7 @@ from medrival.core.errors import DataError, MedrivalError
 from medrival.core.types import ClassificationSplit, VQASplit
 from medrival.data.images import FileImageSource
 from medrival.data.loader import scan_decodable
+from medrival.data.releases.index import small_class_warnings
 from medrival.data.zoo.build import check_index_matches, classification_split, file_problems, vqa_split
 from medrival.data.zoo.entries import resolve_root
 from medrival.data.zoo.registry import release_registry
@@ -76,6 +77,8 @@ def check_release(name: str, root: str | Path | None = None, *, annotations_only
     summary = {"dataset": name, "root": str(resolved), "task": entry.info.task.value,
                "modality": entry.info.modality, "licence": entry.info.licence, **index.counts(),
                "notes": [*entry.notes, *index.notes]}
+    if "classes" in summary:
+        summary["warnings"] = small_class_warnings(summary["classes"])
     if entry.is_vqa:
         from medrival.data.zoo.vqa_check import vqa_form_report
 

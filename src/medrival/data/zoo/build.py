@@ -1,8 +1,10 @@
 """From a release index to the splits medrival trains and evaluates on, images left undecoded.
 
-A row whose image file is missing, or whose header cannot be parsed, is skipped and counted in the split's
-``skipped`` (``strict=True`` raises instead). The probe opens headers only, in a thread pool (it is I/O-bound), so
-building a split never decodes pixels; the data loader decodes later, in parallel, at the model's input size.
+A row whose image file is missing, or whose header cannot be parsed, or that is cut short (a PNG or JPEG without
+its end marker), is skipped and counted in the split's ``skipped`` (``strict=True`` raises instead). The probe
+opens headers and reads file ends only, in a thread pool (it is I/O-bound), so building a split decodes no pixels
+of a sound file; the data loader decodes later, in parallel, at the model's input size. A body corrupt in its
+middle is found then: :func:`without_undecodable` leaves such rows out (counted) so the runner can retry.
 """
 from __future__ import annotations
 
@@ -69,6 +71,43 @@ def _drop_unusable(rows: pd.DataFrame, root: Path, name: str, strict: bool, prob
     reasons = pd.Series([problems[r] for r in rows.loc[bad, "image"].astype(str)])
     skipped = {"missing": int((reasons == "missing").sum()), "unreadable": int((reasons != "missing").sum())}
     return rows[~bad].reset_index(drop=True), skipped
+
+
+def without_undecodable(split: ClassificationSplit | VQASplit, workers: int | None = None
+                        ) -> tuple[ClassificationSplit | VQASplit, dict[str, str]]:
+    """``split`` without the rows whose image fails a full decode (each image is decoded, in parallel), those rows
+    counted as ``unreadable`` in its ``skipped``; and reference -> reason for each such image. A split held in
+    memory, or one whose every image decodes, comes back as it is.
+
+    The header probe that builds a split does not decode pixels, so a file with a sound header and a corrupt body
+    is found only when a model's batch is decoded; the runner then calls this and runs the cell again."""
+    from medrival.data.loader import scan_decodable
+
+    if isinstance(split.images, np.ndarray):
+        return split, {}
+    bad = scan_decodable(split.images, workers)
+    if not bad:
+        return split, bad
+    references = split.images.identities()
+    keep = np.array([i for i, reference in enumerate(references) if reference not in bad], dtype=np.int64)
+    if isinstance(split, VQASplit):
+        return _vqa_without(split, keep), bad
+    skipped = {**split.skipped, "unreadable": split.skipped.get("unreadable", 0) + len(references) - len(keep)}
+    return ClassificationSplit(split.info, split.split, split.images.take(keep), split.labels[keep], split.ids[keep],
+                               {k: v[keep] for k, v in split.meta.items()}, skipped=skipped), bad
+
+
+def _vqa_without(split: VQASplit, keep_images: np.ndarray) -> VQASplit:
+    position = np.full(len(split.images), -1, dtype=np.int64)
+    position[keep_images] = np.arange(len(keep_images))
+    kept = np.flatnonzero(position[split.image_index] >= 0)
+    pick = lambda values: [values[i] for i in kept]  # noqa: E731
+    dropped = len(split) - len(kept)
+    skipped = {**split.skipped, "unreadable": split.skipped.get("unreadable", 0) + dropped}
+    return VQASplit(split.info, split.split, split.images.take(keep_images), position[split.image_index[kept]],
+                    pick(split.questions), pick(split.answers), pick(split.answer_types), split.ids[kept],
+                    split.image_ids[keep_images], skipped=skipped, forms=pick(split.forms),
+                    options=pick(split.options))
 
 
 def classification_split(info: DatasetInfo, index: ReleaseIndex, split: str, root: Path, *, strict: bool = False,
