@@ -9,9 +9,14 @@ STAMP := $(VENV)/.medrival-installed
 install: $(STAMP)
 
 # torch and torchvision go in first, pinned by constraints.txt, so no later requirement can pull another build.
+# TORCH=cpu (small, no CUDA libraries) or TORCH=cu124 / cu126 / cu128 ... takes the same pinned versions from that
+# PyTorch index (https://download.pytorch.org/whl/$(TORCH)); without TORCH, pip's default build.
+TORCH ?=
+TORCH_INDEX := $(if $(TORCH),--index-url https://download.pytorch.org/whl/$(TORCH),)
+
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet -c constraints.txt torch torchvision
+	$(PY) -m pip install --quiet -c constraints.txt $(TORCH_INDEX) torch torchvision
 	$(PY) -m pip install --quiet -c constraints.txt -e '.[dev]'
 	touch $(STAMP)
 

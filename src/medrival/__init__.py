@@ -21,6 +21,8 @@ _API = {
     "check_release": "medrival.data.zoo.api",
     "register_custom_dataset": "medrival.data.zoo.custom",
     "get_card": "medrival.models.catalog",
+    "register_card": "medrival.models.catalog",
+    "memory_estimate": "medrival.models.precision",
     "load_study": "medrival.study.spec",
     "parse_study": "medrival.study.spec",
     "run_study": "medrival.study.runner",

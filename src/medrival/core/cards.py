@@ -291,6 +291,9 @@ class ModelCard(BaseModel):
                     "empty means none is documented (not that none was seen).")
     generalist_counterpart: Optional[str] = Field(
         None, description="For a specialist: the generalist it is paired with (same architecture/size class).")
+    parameters: Optional[int] = Field(
+        None, gt=0, description="Total parameter count when publicly known (memory preflight; generative cards "
+                                "also have architecture.parameters_b). Not part of any cell id.")
     licence: str
     paper: str = ""
     description: str = ""

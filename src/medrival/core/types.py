@@ -232,6 +232,11 @@ class CellSpec:
     draw: int = 0
     subsample_val: bool = False  # validation gets the same budget as training ("matched" few-shot protocol)
     weights: str | None = None  # a local weights folder overriding the model card's source
+    # The model's resolved precision when it is not plain fp32 ((("dtype", "bf16"),) or with ("quantization",
+    # "4bit")): it changes numbers, so it is part of the id; None (fp32) leaves ids of older stores unchanged.
+    precision: tuple[tuple[str, Any], ...] | None = None
+    # Where a transformers model's weights go (device_map, max_memory as canonical JSON): not part of the id.
+    placement: str | None = None
     judge: tuple[tuple[str, Any], ...] | None = None  # VQA cells: the LLM judge of open answers, when the study has one
     # VQA cells: the versions of the rules that give their numbers meaning (prompts, forms, normalisation,
     # extraction), and the answer extractor of undecided closed answers when the study has one.

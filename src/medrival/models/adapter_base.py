@@ -12,6 +12,7 @@ import numpy as np
 
 from medrival.core.cards import ModelCard
 from medrival.models.encoding import encode_in_batches  # preprocessing of batch k+1 overlaps encoding of batch k
+from medrival.models.precision import LoadOptions
 from medrival.models.preprocessing import check_texts, decode_geometry, preprocess_images
 
 __all__ = ["ContrastiveAdapter", "encode_in_batches", "encode_texts_in_batches"]
@@ -39,12 +40,33 @@ class ContrastiveAdapter:
         self.model = model.eval()
         self.preprocess_cfg = dict(preprocess_cfg)
         self._weights_id = weights_id
+        self.load_options = LoadOptions()
 
     @property
     def fingerprint(self) -> str:
-        """Identifies weights + preprocessing, so cached features are reused only when both match."""
-        text = f"{self._weights_id}|{sorted(self.preprocess_cfg.items())}"
+        """Identifies weights + preprocessing (+ precision when not fp32), so cached features are reused only
+        when all match; fp32 adds nothing, so features cached before precision was an option stay valid."""
+        text = f"{self._weights_id}|{sorted(self.preprocess_cfg.items())}{self.load_options.fingerprint_suffix}"
         return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+    @property
+    def dtype(self) -> str:
+        """The precision the weights are held in: fp32, bf16 or fp16."""
+        return self.load_options.label
+
+    def with_precision(self, options: LoadOptions) -> "ContrastiveAdapter":
+        """Cast the weights to ``options.dtype`` (fp32 leaves them as loaded) and remember it for the fingerprint."""
+        if options.dtype != "fp32":
+            from medrival.models.precision import torch_dtype
+
+            self.model.to(torch_dtype(options.dtype))
+        self.load_options = LoadOptions(options.dtype)
+        return self
+
+    def _pixels(self, pixels):
+        """Preprocessed pixels on the model's device, in its parameters' dtype."""
+        parameter = next(self.model.parameters())
+        return pixels.to(parameter.device, parameter.dtype)
 
     @property
     def logit_scale(self) -> float:

@@ -10,33 +10,58 @@ from __future__ import annotations
 from pathlib import Path
 
 from medrival.core.cards import API_KIND, ModelCard
-from medrival.core.errors import MedrivalError
+from medrival.core.errors import ConfigError, MedrivalError
 from medrival.models.catalog import get_card
+from medrival.models.precision import LoadOptions, check_quantization, load_options
 from medrival.models.openclip_loading import folder_version as _folder_version
 from medrival.models.weights import LOAD_ERRORS, demo_vlm_folder, hub_weights_id, load_from_hub, local_folder
 
 DEMO_VLM_SCRIPT = "scripts/pretrain_demo_vlms.py"
 
 
-def create_model(name_or_card: str | ModelCard, weights: str | Path | None = None):
-    """Build the model a card describes (weights on CPU, float32, eval mode).
+def create_model(name_or_card: str | ModelCard, weights: str | Path | None = None, *, dtype: str | None = None,
+                 device_map=None, max_memory=None, quantization: str | None = None,
+                 options: LoadOptions | None = None):
+    """Build the model a card describes (eval mode; on CPU and in float32 unless asked otherwise).
 
     ``weights``: a local folder holding this checkpoint (open_clip files, or a transformers ``save_pretrained``
     folder); it overrides ``$MEDRIVAL_WEIGHTS_DIR`` and the card's source. A generative card is served by
     ``medrival.models.generative.load_generative_model``; a contrastive one by the open_clip or transformers adapter;
     an ``openai-api`` card by ``medrival.models.openai_api.load_api_model`` (its key variable must be set).
+
+    Precision and placement (``medrival.models.precision``): ``dtype`` auto | bf16 | fp16 | fp32 (auto: bf16 on a
+    CUDA GPU with bf16, fp16 on an older one, fp32 on CPU / MPS; default fp32); ``quantization="4bit"`` (generative
+    models, CUDA + bitsandbytes only); ``device_map`` / ``max_memory`` spread a generative model over devices
+    through accelerate. ``options`` (resolved ``LoadOptions``) replaces the four. The dtype and 4-bit are part of
+    the model's fingerprint, so outputs cached in one precision are never served for another.
     """
     card = name_or_card if isinstance(name_or_card, ModelCard) else get_card(name_or_card)
+    if options is None:
+        options = load_options(dtype or "fp32", "auto" if dtype == "auto" or quantization else "cpu",
+                               quantization, device_map, max_memory)
     if card.source.kind == API_KIND:
         return _api_model(card, weights)
     if card.family == "generative":
-        return _generative(card, weights)
+        check_quantization(card.id, options)  # before any file is read: CUDA + bitsandbytes, or a clear error
+        return _generative(card, weights, options)
+    _check_contrastive_options(card, options)
     folder = local_folder(card, weights)
     if folder is not None:
-        return _from_folder(card, folder)
-    if card.source.kind == "demo":
-        return _open_clip_from_source(card)
-    return load_from_hub(card, lambda: _from_hub(card))
+        model = _from_folder(card, folder)
+    elif card.source.kind == "demo":
+        model = _open_clip_from_source(card)
+    else:
+        model = load_from_hub(card, lambda: _from_hub(card))
+    return model.with_precision(options)
+
+
+def _check_contrastive_options(card: ModelCard, options: LoadOptions) -> None:
+    if options.quantization:
+        raise ConfigError(f"model {card.id!r}: quantization: 4bit applies to generative (transformers) models only; "
+                          "a contrastive model is small enough for dtype: bf16 (or fp16) instead.")
+    if options.placement is not None:
+        raise ConfigError(f"model {card.id!r}: device_map / max_memory apply to generative (transformers) models "
+                          "only; a contrastive model runs whole on the study's device.")
 
 
 def _from_folder(card: ModelCard, folder: Path):
@@ -94,7 +119,7 @@ def _from_hub(card: ModelCard):
 
 
 # ----------------------------------------------------------------------------------------------- generative
-def _generative(card: ModelCard, weights: str | Path | None):
+def _generative(card: ModelCard, weights: str | Path | None, options: LoadOptions):
     """A generative card: a local folder, the shipped demo folder, or the Hub (all transformers folders).
 
     Where the weights are is settled (and a missing folder reported) before the adapter module is imported.
@@ -107,22 +132,28 @@ def _generative(card: ModelCard, weights: str | Path | None):
             raise MedrivalError(f"Could not load model {card.id!r}: folder {folder} does not exist.")
         weights_id = f"local-dir:{_folder_version(folder)}"
     else:
-        return load_from_hub(card, lambda: _generative_from_hub(card))
+        return load_from_hub(card, lambda: _generative_from_hub(card, options))
     from medrival.models.generative import load_generative_model  # lazily: torch + transformers
 
     try:
-        return load_generative_model(card, str(folder), weights_id, local_files_only=True)
+        return load_generative_model(card, str(folder), weights_id, local_files_only=True, **_given(options))
     except MedrivalError:
         raise
     except LOAD_ERRORS as error:
         raise MedrivalError(f"Could not load model {card.id!r} from {folder}: {error}") from error
 
 
-def _generative_from_hub(card: ModelCard):
+def _given(options: LoadOptions) -> dict:
+    """``options=`` for the loader only when they differ from plain fp32 on one device (the loader's default)."""
+    return {} if options.identity is None and options.placement is None else {"options": options}
+
+
+def _generative_from_hub(card: ModelCard, options: LoadOptions):
     """Load from the Hub cache (or by downloading); ``load_from_hub`` turns errors into messages."""
     from medrival.models.generative import load_generative_model
 
-    model = load_generative_model(card, card.source.name, hub_weights_id(card), revision=card.source.revision)
+    model = load_generative_model(card, card.source.name, hub_weights_id(card), revision=card.source.revision,
+                                  **_given(options))
     # Named again after loading: only now does the cache surely hold the files, and so the commit they came from.
     model._weights_id = hub_weights_id(card)
     return model

@@ -25,6 +25,7 @@ import numpy as np
 
 from medrival.core.errors import DataError, MedrivalError
 from medrival.models.checkpointing import set_transformers_checkpointing
+from medrival.models.precision import LoadOptions, from_pretrained_kwargs
 from medrival.models.preprocessing import check_texts
 
 __all__ = ["GenerativeModel", "load_generative_model"]
@@ -165,6 +166,7 @@ class GenerativeModel:
         self.model = model.eval()
         self.processor = processor
         self._weights_id = weights_id
+        self.load_options = LoadOptions()  # dtype / quantization / placement it was loaded with (set by the loader)
         self._model_class = type(model).__name__  # kept: wrapping self.model (peft) must not change the id
         tokenizer = processor.tokenizer
         if tokenizer.pad_token is None:
@@ -175,15 +177,23 @@ class GenerativeModel:
     @property
     def fingerprint(self) -> str:
         """Identifies the weights and the model class, so cached outputs are reused only when both match."""
-        text = f"{self._weights_id}|{self._model_class}"
+        # The precision enters only when it is not plain fp32, so outputs cached before it existed stay valid.
+        text = f"{self._weights_id}|{self._model_class}{self.load_options.fingerprint_suffix}"
         return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+    @property
+    def dtype(self) -> str:
+        """The resolved precision label: fp32, bf16, fp16, or 4bit (bf16 compute)."""
+        return self.load_options.label
 
     @property
     def device(self):
         return next(self.model.parameters()).device
 
     def to(self, device) -> "GenerativeModel":
-        self.model.to(device)
+        """Move the model to ``device``; a model placed at load (device_map, 4-bit) stays where it was put."""
+        if getattr(self.model, "hf_device_map", None) is None and not getattr(self.model, "is_quantized", False):
+            self.model.to(device)
         return self
 
     def num_parameters(self) -> int:
@@ -401,10 +411,12 @@ def _load_processor(what: str, source: str, options: dict):
 
 
 def load_generative_model(card: Any, path_or_repo: str, weights_id: str, *, local_files_only: bool = False,
-                          revision: str | None = None, dtype=None) -> GenerativeModel:
+                          revision: str | None = None, dtype=None,
+                          options: LoadOptions | None = None) -> GenerativeModel:
     """Load a ``save_pretrained`` folder or Hub repo as an image-text-to-text model with its processor.
 
-    float32 unless ``dtype`` is given; remote code is never trusted; weights missing from the checkpoint are an
+    float32 unless ``options`` (``medrival.models.precision.LoadOptions``: dtype, 4-bit, device_map, max_memory)
+    or a torch ``dtype`` say otherwise; remote code is never trusted; weights missing from the checkpoint are an
     error, not silently random-initialised layers. ``card`` (a generative ``ModelCard``) may be None.
     """
     import torch
@@ -415,7 +427,8 @@ def load_generative_model(card: Any, path_or_repo: str, weights_id: str, *, loca
     if card is not None and getattr(card, "family", "generative") != "generative":
         raise MedrivalError(f"{what} is a {card.family} model; load_generative_model serves generative cards only.")
     source = str(path_or_repo)
-    options = {"revision": revision, "local_files_only": local_files_only, "trust_remote_code": False}
+    options_, options = options, {"revision": revision, "local_files_only": local_files_only,
+                                  "trust_remote_code": False}
     try:
         config = AutoConfig.from_pretrained(source, **options)
     except (OSError, ValueError, KeyError) as error:
@@ -423,9 +436,13 @@ def load_generative_model(card: Any, path_or_repo: str, weights_id: str, *, loca
     if type(config) not in MODEL_FOR_IMAGE_TEXT_TO_TEXT_MAPPING:
         raise _not_a_checkpoint(what, source, f"its config is a {config.model_type!r} model, which "
                                 "AutoModelForImageTextToText does not serve")
+    if options_ is None and dtype is not None:  # a torch dtype (older callers)
+        options_ = LoadOptions({torch.bfloat16: "bf16", torch.float16: "fp16"}.get(dtype, "fp32"))
+    options_ = options_ or LoadOptions()
+    placement = from_pretrained_kwargs(card.id if card is not None else source, options_)
     try:
         model, info = AutoModelForImageTextToText.from_pretrained(
-            source, dtype=dtype or torch.float32, output_loading_info=True, **options)
+            source, output_loading_info=True, **placement, **options)
     except (OSError, ValueError, KeyError) as error:
         raise _not_a_checkpoint(what, source, "its weights did not load", error) from error
     if info.get("missing_keys"):
@@ -433,6 +450,7 @@ def load_generative_model(card: Any, path_or_repo: str, weights_id: str, *, loca
                             f"{sorted(info['missing_keys'])[:5]}; refusing to serve randomly initialised layers.")
     loaded = GenerativeModel(card, model.eval(), _load_processor(what, source, options), weights_id)
     loaded.source = (source, {"revision": revision, "local_files_only": local_files_only})
+    loaded.load_options = options_
     return loaded
 
 
@@ -457,4 +475,5 @@ def load_4bit(model: GenerativeModel) -> GenerativeModel:
     network = prepare_model_for_kbit_training(network, use_gradient_checkpointing=False)
     quantized = GenerativeModel(model.card, network.eval(), model.processor, f"{model._weights_id}|nf4")
     quantized.source = model.source
+    quantized.load_options = model.load_options
     return quantized

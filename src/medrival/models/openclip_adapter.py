@@ -55,7 +55,7 @@ class OpenClipModel(ContrastiveAdapter):
 
     def image_features(self, pixels, normalize: bool = True):
         """Embeddings of preprocessed pixels (N x 3 x S x S), with gradients (for LoRA / fine-tuning)."""
-        return self.model.encode_image(pixels.to(self.device), normalize=normalize)
+        return self.model.encode_image(self._pixels(pixels), normalize=normalize)
 
     def text_features(self, texts: list[str], normalize: bool = True):
         """Embeddings of texts, with gradients."""

@@ -108,7 +108,7 @@ class TransformersClipModel(ContrastiveAdapter):
 
     def image_features(self, pixels, normalize: bool = True):
         """Embeddings of preprocessed pixels (N x 3 x S x S), with gradients."""
-        features = _embedding(self.model.get_image_features(pixel_values=pixels.to(self.device)))
+        features = _embedding(self.model.get_image_features(pixel_values=self._pixels(pixels)))
         return features / features.norm(dim=-1, keepdim=True) if normalize else features
 
     def text_features(self, texts: list[str], normalize: bool = True):

@@ -21,10 +21,12 @@ from medrival.core.provenance import capture
 from medrival.core.resources import PeakMemory
 from medrival.core.types import CellSpec, ClassificationSplit, TaskKind
 from medrival.data.catalog import dataset_registry, load_dataset
-from medrival.data.fewshot import apply_budget
+from medrival.data.fewshot import apply_budget, shots_warnings
+from medrival.data.releases.index import split_class_warnings
 from medrival.data.zoo.exposure import exposure_of
 from medrival.methods import METHODS
 from medrival.methods.features import FeatureCache
+from medrival.methods.generation_cache import usage_from, usage_since
 from medrival.metrics import compute_classification_metrics
 from medrival.metrics.classification import UndefinedMetricWarning
 from medrival.models.catalog import get_card
@@ -45,6 +47,7 @@ def describe_cell(cell: CellSpec) -> dict:
             "pair": card.generalist_counterpart, "synthetic": bool(card.synthetic or info.synthetic),
             "budget": cell.budget, "shots": cell.shots, "fraction": cell.fraction, "draw": cell.draw,
             "subsample_val": cell.subsample_val, "weights": cell.weights,
+            **({"precision": dict(cell.precision)} if cell.precision is not None else {}),
             **({"llm_judge": dict(cell.judge)} if cell.judge is not None else {}),
             **({"vqa_rules": dict(cell.vqa_rules)} if cell.vqa_rules is not None else {}),
             **({"answer_extractor": dict(cell.extractor)} if cell.extractor is not None else {}),
@@ -79,22 +82,35 @@ class CellContext:
         self.strict_images = strict_images
         self.device = device
         self.checkpoint_dir = checkpoint_dir
-        self._model_key: tuple[str, str | None] | None = None
+        self._model_key: tuple | None = None
         self._model = None
+        self.model_dtype: str | None = None  # precision of the loaded model (fp32, bf16, 4bit ...), for records
         self._splits: dict[tuple[str, str], ClassificationSplit] = {}
         self.load_model_s = 0.0
         self.data_s = 0.0
 
-    def model(self, name: str, weights: str | None = None):
-        if (name, weights) != self._model_key:
+    def model(self, name: str, weights: str | None = None, options=None):
+        """The loaded model ``name`` (one at a time); ``options``: its ``LoadOptions`` (default fp32, whole)."""
+        key = (name, weights, options)
+        if key != self._model_key:
             from medrival.models.factory import create_model
             started = time.perf_counter()
             self._model, self._model_key = None, None  # free the previous model before loading the next
             self.features.release_memory()
-            model = create_model(name, weights=weights)
-            self._model, self._model_key = model.to(resolve_device(self.device)), (name, weights)
+            model = create_model(name, weights=weights, options=options)
+            self._model, self._model_key = model.to(resolve_device(self.device)), key
+            self.model_dtype = getattr(model, "dtype", None) if isinstance(getattr(model, "dtype", None), str) \
+                else None
             self.load_model_s += time.perf_counter() - started
         return self._model
+
+    def model_for(self, cell: CellSpec):
+        """The model of ``cell``, loaded in the precision and placement the cell carries."""
+        from medrival.models.precision import LoadOptions
+
+        options = LoadOptions.from_cell(cell.precision, cell.placement, self.device)
+        plain = options.identity is None and options.placement is None
+        return self.model(cell.model, cell.weights, None if plain else options)
 
     def split(self, dataset: str, split: str) -> ClassificationSplit:
         key = (dataset, split)
@@ -105,6 +121,19 @@ class CellContext:
             self._splits[key] = load_dataset(dataset, split, **options)
             self.data_s += time.perf_counter() - started
         return self._splits[key]
+
+    def drop_undecodable(self, dataset: str) -> dict[str, str]:
+        """Decode every image of ``dataset``'s loaded lazy splits in full and leave out (counted as unreadable)
+        the rows whose image fails; reference -> reason for each. Called when a corrupt body passed the header
+        probe and failed a cell's encoding, so that the cell can run again without it."""
+        from medrival.data.zoo.build import without_undecodable
+
+        started, bad = time.perf_counter(), {}
+        for key in [k for k in self._splits if k[0] == dataset]:
+            self._splits[key], found = without_undecodable(self._splits[key])
+            bad.update(found)
+        self.data_s += time.perf_counter() - started
+        return bad
 
     def timings(self) -> dict[str, float]:
         return {"data_s": self.data_s, "load_model_s": self.load_model_s,
@@ -170,13 +199,13 @@ def skipped_images(cell: CellSpec, context: CellContext) -> dict[str, dict[str, 
 def _fit_and_predict(cell: CellSpec, context: CellContext):
     """Fit on train/val, predict test; returns (output, test split, timing and size facts, validation
     predictions or None)."""
-    model = context.model(cell.model, cell.weights)
+    model = context.model_for(cell)
     train, val, test = budgeted_splits(cell, context)
     spec = METHODS.get(cell.method)
     if spec.capabilities.uses_labels:
         check_label_variety(train)
     method = spec.build(spec.make_config(cell.config_dict()))
-    encode_before = context.features.encode_seconds
+    encode_before, generations = context.features.encode_seconds, usage_from(context.features)
     fit_started = time.perf_counter()
     method.fit(model, train, val, context.features, seed=cell.seed)
     output = method.predict(test)
@@ -186,9 +215,17 @@ def _fit_and_predict(cell: CellSpec, context: CellContext):
     skipped = skipped_images(cell, context)
     if skipped:
         facts["skipped_images"] = skipped
+    warned = split_class_warnings({s: context.split(cell.dataset, s) for s in ("train", "val", "test")}) \
+        + shots_warnings(context.split(cell.dataset, "train"), cell.shots)
+    if warned:
+        facts["data_warnings"] = warned
     if context.checkpoint_dir is not None and hasattr(method, "save"):
         method.save(context.checkpoint_dir / cell_id(cell))
-    return output, test, facts, _validation_predictions(method, val, facts)
+    val_frame = _validation_predictions(method, val, facts)
+    reused = usage_since(context.features, generations)
+    if reused["hits"] or reused["misses"]:  # a generative model scored options: what the cache gave
+        facts["generation_cache"] = reused
+    return output, test, facts, val_frame
 
 
 def _validation_predictions(method, val: ClassificationSplit, facts: dict) -> pd.DataFrame | None:
@@ -262,6 +299,20 @@ def _run_vqa(cell: CellSpec, context: CellContext) -> tuple[dict, dict, pd.DataF
     return metrics, facts, frame.assign(split="test")
 
 
+def _run_skipping_undecodable(run, cell: CellSpec, context: CellContext):
+    """``run(cell, context)``; when an image with a sound header fails to decode (a corrupt body) and the study
+    does not ask for strict images, every undecodable image of the dataset is left out and counted, and the cell
+    runs once more. With ``strict_images`` the error, naming the file, fails the cell."""
+    from medrival.data.imageio import ImageDecodeError
+
+    try:
+        return run(cell, context)
+    except ImageDecodeError:
+        if context.strict_images or not context.drop_undecodable(cell.dataset):
+            raise
+    return run(cell, context)
+
+
 def execute_cell(cell: CellSpec, context: CellContext) -> tuple[CellRecord, pd.DataFrame | None]:
     """Run one cell; any exception becomes a failed record (the study goes on)."""
     started_at, started = utc_now(), time.perf_counter()
@@ -269,10 +320,12 @@ def execute_cell(cell: CellSpec, context: CellContext) -> tuple[CellRecord, pd.D
     run = _run_vqa if task is TaskKind.VQA else _run_classification
     try:
         with PeakMemory() as peak:
-            metrics, facts, frame = run(cell, context)
+            metrics, facts, frame = _run_skipping_undecodable(run, cell, context)
     except Exception as error:  # noqa: BLE001 - a cell's failure is data, not a crash of the study
         return failure_record(cell, error, started_at, time.perf_counter() - started), None
     cost = {"wall_s": time.perf_counter() - started, **facts, **peak.as_dict()}
+    if context.model_dtype is not None:
+        cost["dtype"] = context.model_dtype
     record = CellRecord(cell_id(cell), describe_cell(cell), "done", metrics, cost, capture(cell.seed),
                         started_at=started_at, finished_at=utc_now())
     return record, frame

@@ -82,3 +82,71 @@ def _missing_problem(card, given: str | None, missing: str, offline: bool) -> st
             + " ; ".join(download_commands(card)) + "\n"
             f"    Fix 2, a local copy: " + " ; ".join(download_commands(card, example))
             + f", then in the study file `weights: {{{card.id}: {example}}}` (or set {WEIGHTS_ENV}=/path/to/weights).")
+
+
+# ----------------------------------------------------------------------------------------------- memory
+DEFAULT_BATCH = 16
+
+
+def _batch_size(spec) -> int:
+    sizes = [m.config.get("batch_size") for m in spec.methods if isinstance(m.config.get("batch_size"), int)]
+    return max(sizes, default=DEFAULT_BATCH)
+
+
+def memory_problems(spec, models: Iterable[str] | None = None, available=None) -> tuple[list[str], list[str]]:
+    """(problems, notes): a problem per model whose estimated memory (``medrival.models.precision``) exceeds what
+    the device has free, a note per model whose size is unknown (its check is skipped). ``available``: a callable
+    device -> (bytes, what), default ``available_memory``."""
+    from medrival.models.catalog import get_card
+    from medrival.models.precision import (GB, available_memory, card_parameters, check_quantization,
+                                           memory_estimate, resolve_device)
+    from medrival.study.spec import model_load_options
+
+    wanted = set(spec.models if models is None else models)
+    device = resolve_device(spec.device)
+    problems, notes, free = [], [], None
+    for model in spec.models:
+        if model not in wanted:
+            continue
+        try:
+            card = get_card(model)
+        except UnknownNameError:
+            continue
+        if card.source.kind == "openai-api":
+            continue
+        options = model_load_options(spec, model)
+        try:
+            check_quantization(model, options)
+        except MedrivalError as error:
+            problems.append(f"- {error}")
+            continue
+        if options.placement is not None:
+            notes.append(f"model {model!r}: memory not checked (device_map / max_memory place it).")
+            continue
+        count, origin = card_parameters(card, spec.weights.get(model))
+        if count is None:
+            notes.append(f"model {model!r}: memory not checked ({origin}).")
+            continue
+        batch = _batch_size(spec)
+        need = memory_estimate(card, options.dtype, batch, quantization=options.quantization, parameters=count)
+        if free is None:
+            free = (available or available_memory)(device)
+        if need > free[0]:
+            problems.append(
+                f"- model {model!r} needs about {need / GB:.1f} GB ({count / 1e9:.2f}B parameters from the {origin}, "
+                f"{options.label}, batch {batch}) but {device} has {free[0] / GB:.1f} GB {free[1]}. Options: "
+                f"model_options: {{{model}: {{dtype: bf16}}}} (half of fp32), {{quantization: 4bit}} (CUDA + "
+                f"bitsandbytes), {{device_map: auto, max_memory: {{0: 20GiB, cpu: 64GiB}}}} (spread over devices), "
+                "or a smaller batch_size in the method configs.")
+    return problems, notes
+
+
+def check_memory(spec, models: Iterable[str] | None = None, available=None) -> list[str]:
+    """Raise one ConfigError naming every model too large for the device (before any cell runs); returns the
+    notes of models whose size is unknown."""
+    from medrival.core.errors import ConfigError
+
+    problems, notes = memory_problems(spec, models, available)
+    if problems:
+        raise ConfigError(f"{spec.source}: these models do not fit, so nothing was run:\n" + "\n".join(problems))
+    return notes

@@ -25,6 +25,7 @@ from medrival.study import preflight
 from medrival.study.cell import CellContext, execute_cell
 from medrival.study.fingerprints import attach_inputs
 from medrival.study.plan_file import end_plan, write_plan
+from medrival.study.registration import register_study_names
 from medrival.study.spec import StudySpec, cell_id, check_names, check_weights, expand_cells, freeze
 
 
@@ -43,23 +44,12 @@ class StudyRun:
         return frame[frame["cell_id"].isin(ids)].reset_index(drop=True)
 
 
-def register_custom_datasets(spec: StudySpec) -> None:
-    """Make the study's own datasets known by name (their annotation files are read; no image is opened)."""
-    from medrival.data.zoo.custom import register_custom_dataset
-
-    for name, custom in spec.custom_datasets.items():
-        try:
-            register_custom_dataset(name, custom.format, custom.root, **custom.options)
-        except (MedrivalError, TypeError) as error:  # TypeError: an option the reader does not take
-            raise ConfigError(f"{spec.source}: custom_datasets.{name}: {error}") from None
-
-
 def plan_cells(spec: StudySpec, skipped: list[str] | None = None) -> list[CellSpec]:
     """Validate names and method/model/dataset compatibility, then expand; nothing runs on a bad study.
 
     With ``unsupported: skip`` the combinations a method cannot run are left out instead, each described once
     in ``skipped`` (when a list is given)."""
-    register_custom_datasets(spec)
+    register_study_names(spec)
     check_names(spec, {"models": model_registry().names(), "datasets": dataset_registry().names(),
                        "methods": METHODS.names()})
     problems, unsupported = [], {}
@@ -217,6 +207,7 @@ def run_study(spec: StudySpec, store_dir: str | Path, progress: ProgressArg = la
     run.skipped = [ids[c] for c in cells if ids[c] in finished]
     # Every model whose weights cannot be had, named at once before hours of other cells (finished need none).
     preflight.check_weights(spec, models={c.model for c in pending})
+    preflight.check_memory(spec, models={c.model for c in pending})  # too large for the device: refused
     context = CellContext(feature_cache_dir(spec, store_dir), spec.device,
                           Path(store_dir) / "checkpoints" if spec.save_checkpoints else None,
                           data_roots=spec.data_roots, strict_images=spec.strict_images)

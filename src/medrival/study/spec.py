@@ -36,7 +36,8 @@ seeds: [0, 1, 2]
 """
 
 Name = Annotated[str, Field(min_length=1)]
-Seed = Annotated[int, Field(ge=0, strict=True)]  # strict: "3" or true in a seed list is a mistake, not a seed
+MAX_SEED = 2**32 - 1  # numpy, sklearn and torch seeds are 32-bit
+Seed = Annotated[int, Field(ge=0, le=MAX_SEED, strict=True)]  # strict: "3" or true in a seed list is a mistake, not a seed
 
 
 def _check_config_value(value: Any, where: str) -> None:
@@ -127,7 +128,7 @@ class FewShotSpec(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    shots: list[Annotated[int, Field(ge=1, strict=True)]] = Field(
+    shots: list[Annotated[int, Field(ge=1, le=100_000, strict=True)]] = Field(
         default_factory=list, description="Training examples per class, e.g. [1, 2, 4, 8, 16].")
     fractions: list[Annotated[float, Field(gt=0, le=1)]] = Field(
         default_factory=list, description="Class-stratified fractions of the training split, e.g. [0.01, 0.1, 1.0].")
@@ -212,6 +213,33 @@ class AnswerExtractorSpec(ChatEndpointSpec):
         return {**self.model_dump(), "prompt_version": EXTRACTOR_PROMPT_VERSION}
 
 
+Dtype = Literal["auto", "bf16", "fp16", "fp32"]
+
+
+class ModelOptions(BaseModel):
+    """How one model of a study is loaded: its precision and, for transformers models, where its weights go."""
+
+    model_config = ConfigDict(extra="forbid")
+    dtype: Dtype | None = Field(
+        None, description="auto | bf16 | fp16 | fp32 for this model (default: the study's dtype). auto: bf16 on a "
+                          "CUDA GPU with bf16 support, fp16 on an older GPU, fp32 on CPU and MPS.")
+    quantization: Literal["4bit"] | None = Field(
+        None, description="4bit: NF4 4-bit weights through bitsandbytes (generative models, CUDA only).")
+    device_map: str | dict[str, int | str] | None = Field(
+        None, description="transformers/accelerate device_map for a generative model, e.g. auto (spread over the "
+                          "GPUs and the CPU) or a module -> device mapping.")
+    max_memory: dict[int | str, str] | None = Field(
+        None, description="Most memory per device for device_map, e.g. {0: 20GiB, cpu: 64GiB}.")
+
+    @field_validator("max_memory")
+    @classmethod
+    def _gpu_indices(cls, value: dict | None) -> dict | None:
+        """GPU indices as ints (accelerate's form), whether YAML read ``0`` or ``"0"``."""
+        if value is None:
+            return None
+        return {int(k) if isinstance(k, str) and k.isdigit() else k: v for k, v in value.items()}
+
+
 class StudySpec(BaseModel):
     """A paired study: every model x dataset x method x seed."""
 
@@ -233,6 +261,15 @@ class StudySpec(BaseModel):
     weights: dict[Name, Name] = Field(
         default_factory=dict, description="Model name -> local folder holding its weights (overrides the Hub); "
                                           "relative paths are relative to the study file.")
+    dtype: Dtype = Field(
+        "auto", description="Precision of every model: auto (bf16 on a CUDA GPU with bf16 support, fp16 on an "
+                            "older GPU, fp32 on CPU and MPS), bf16, fp16 or fp32; model_options overrides it per "
+                            "model. A precision other than fp32 is part of each cell's id.")
+    model_options: dict[Name, ModelOptions] = Field(
+        default_factory=dict, description="Model name -> {dtype, quantization: 4bit, device_map, max_memory}.")
+    custom_models: dict[Name, dict[str, Any] | str] = Field(
+        default_factory=dict, description="Your own model cards under a name listed in models: an inline card "
+                                          "mapping, or the path of a card YAML file (relative to the study file).")
     data_roots: dict[Name, str] = Field(
         default_factory=dict, description="Dataset name -> folder holding that release's files (default: "
                                           "$MEDRIVAL_DATA_DIR/<folder>); relative paths are relative to the study file.")
@@ -305,10 +342,11 @@ class StudySpec(BaseModel):
             raise ValueError(f"method {name!r} is listed twice with the same config; list each once")
         return value
 
-    @field_validator("weights", "data_roots", "custom_datasets")
+    @field_validator("weights", "data_roots", "custom_datasets", "model_options", "custom_models")
     @classmethod
     def _keys_listed_in_study(cls, value: dict[str, str], info: Any) -> dict[str, str]:
-        kind, what = ("models", "weights") if info.field_name == "weights" else \
+        kind, what = ("models", info.field_name.replace("_", " ")) \
+            if info.field_name in ("weights", "model_options", "custom_models") else \
             ("datasets", info.field_name.replace("_", " "))
         listed = info.data.get(kind) or []
         problems = []  # every stray name at once, not the first only
@@ -365,6 +403,8 @@ def load_study(path: str | Path) -> StudySpec:
     spec.data_roots = {name: resolved(folder) for name, folder in spec.data_roots.items()}
     for custom in spec.custom_datasets.values():
         custom.root = resolved(custom.root)
+    spec.custom_models = {name: resolved(card) if isinstance(card, str) else card
+                          for name, card in spec.custom_models.items()}
     if spec.feature_cache:
         spec.feature_cache = resolved(spec.feature_cache)
     return spec
@@ -440,14 +480,42 @@ def expand_cells(spec: StudySpec,
         configs.append((method.name, freeze(config), label, tuple(method.seeds or spec.seeds)))
     budgets = spec.fewshot.budgets() if spec.fewshot else [(None, None, 0)]
     subsample_val = bool(spec.fewshot and spec.fewshot.validation == "matched")
+    loading = {model: _cell_loading(spec, model) for model in spec.models}
     return [
         CellSpec(model=model, dataset=dataset, method=method, seed=seed, method_config=config,
                  shots=shots, fraction=fraction, draw=draw, subsample_val=subsample_val and (shots, fraction) != (None, None),
-                 weights=spec.weights.get(model), label=label)
+                 weights=spec.weights.get(model), label=label, precision=loading[model][0],
+                 placement=loading[model][1])
         for dataset, model, (method, config, label, seeds), (shots, fraction, draw) in itertools.product(
             spec.datasets, spec.models, configs, budgets)
         for seed in seeds
     ]
+
+
+def model_load_options(spec: StudySpec, model: str):
+    """The resolved ``medrival.models.precision.LoadOptions`` of ``model`` in this study (its model_options over
+    the study's dtype, resolved for the study's device); plain fp32 for a model served over an API."""
+    from medrival.core.errors import UnknownNameError
+    from medrival.models.catalog import get_card
+    from medrival.models.precision import LoadOptions, load_options
+
+    try:
+        if get_card(model).source.kind == "openai-api":
+            return LoadOptions()
+    except UnknownNameError:
+        pass  # the name check reports it
+    options = spec.model_options.get(model) or ModelOptions()
+    return load_options(options.dtype or spec.dtype, spec.device, options.quantization, options.device_map,
+                        options.max_memory)
+
+
+def _cell_loading(spec: StudySpec, model: str) -> tuple[Any, str | None]:
+    """(precision, placement) a cell of ``model`` carries: the precision as frozen data (None for fp32), the
+    placement as canonical JSON (None when the model is moved whole to the device)."""
+    options = model_load_options(spec, model)
+    identity, placement = options.identity, options.placement
+    return (freeze(identity) if identity is not None else None,
+            json.dumps(placement, sort_keys=True, default=str) if placement is not None else None)
 
 
 def _option_text(value: Any) -> str:
@@ -501,6 +569,8 @@ def cell_id(cell: CellSpec) -> str:
         payload.update(shots=cell.shots, fraction=cell.fraction, draw=cell.draw, subsample_val=cell.subsample_val)
     if cell.weights is not None:
         payload["weights"] = cell.weights
+    if cell.precision is not None:  # bf16, fp16 or 4-bit weights give other numbers than fp32: another cell
+        payload["precision"] = _jsonable(freeze(dict(cell.precision)))
     if cell.judge is not None:  # a judged cell is another result than the same cell unjudged
         payload["judge"] = _jsonable(freeze(dict(cell.judge)))
     if cell.vqa_rules is not None:  # new prompt, form or scoring rules make new numbers: a new cell

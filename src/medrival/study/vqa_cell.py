@@ -15,6 +15,7 @@ import pandas as pd
 from medrival.core.types import CellSpec, VQASplit
 from medrival.metrics.vqa import VQA_VERSIONS, score_answers, summarise
 from medrival.metrics.vqa_text import normalise_answer
+from medrival.methods.generation_cache import usage_from, usage_since
 from medrival.methods.vqa_answers import VQAOutput
 
 
@@ -64,8 +65,9 @@ def prompt_set_vqa_metrics(split: VQASplit, set_outputs: dict[str, VQAOutput]) -
 
 def fit_and_answer(cell: CellSpec, context, method) -> tuple[VQAOutput, VQASplit, dict]:
     """Fit ``method`` on the cell's train/val questions and answer the test questions."""
-    model = context.model(cell.model, cell.weights)
+    model = context.model_for(cell)
     train, val, test = (context.split(cell.dataset, s) for s in ("train", "val", "test"))
+    generations = usage_from(context.features)
     started = time.perf_counter()
     method.fit(model, train, val, context.features, seed=cell.seed)
     fit_s = time.perf_counter() - started
@@ -74,7 +76,8 @@ def fit_and_answer(cell: CellSpec, context, method) -> tuple[VQAOutput, VQASplit
     facts = {"fit_s": fit_s, "predict_s": time.perf_counter() - started, "n_train": len(train), "n_val": len(val),
              "n_test": len(test), "device": str(model.device),
              **{f"{rule}_version": version for rule, version in VQA_VERSIONS.items()},
-             "failed_questions": len(output.failures)}
+             "failed_questions": len(output.failures),
+             "generation_cache": usage_since(context.features, generations)}  # answers reused / generated
     return output, test, facts
 
 
