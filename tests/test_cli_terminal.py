@@ -259,9 +259,10 @@ def study(tmp_path) -> Path:
 
 @pytest.mark.parametrize("allow", [False, True])
 def test_failed_cells_exit_1_with_their_errors_in_full(allow, study, tmp_path, capsys, monkeypatch):
-    import medrival.study.runner
+    import medrival.study.cell  # noqa: F401 - patched below
+    import medrival.study.runner  # noqa: F401
 
-    monkeypatch.setattr(medrival.study.runner, "execute_cell", _failing)
+    monkeypatch.setattr(medrival.study.cell, "execute_cell", _failing)
     args = ["run", study, "--out", tmp_path / "out"] + (["--allow-failures"] if allow else [])
     code, out, _ = run_cli(args, capsys, monkeypatch, columns=80)
     assert code == (0 if allow else 1)
@@ -281,7 +282,8 @@ def test_user_error_exits_2(tmp_path, capsys, monkeypatch):
 
 def test_ctrl_c_saves_what_finished_writes_the_report_and_exits_130_then_resumes(study, tmp_path, capsys,
                                                                                 monkeypatch):
-    import medrival.study.runner
+    import medrival.study.cell  # noqa: F401 - patched below
+    import medrival.study.runner  # noqa: F401
     from medrival.study.cell import execute_cell
 
     calls = []
@@ -293,7 +295,7 @@ def test_ctrl_c_saves_what_finished_writes_the_report_and_exits_130_then_resumes
         return execute_cell(cell, context)
 
     out_dir = tmp_path / "out"
-    monkeypatch.setattr(medrival.study.runner, "execute_cell", interrupt_second)
+    monkeypatch.setattr(medrival.study.cell, "execute_cell", interrupt_second)
     code, out, err = run_cli(["run", study, "--out", out_dir], capsys, monkeypatch, columns=120)
     assert code == 130
     assert "Interrupted: 1 cells finished and saved; run the same command again to resume." in err
@@ -305,7 +307,7 @@ def test_ctrl_c_saves_what_finished_writes_the_report_and_exits_130_then_resumes
     assert code == 0 and status["state"] == "interrupted"
     assert status["totals"] == {"done": 1, "failed": 0, "pending": 1}
 
-    monkeypatch.setattr(medrival.study.runner, "execute_cell", execute_cell)
+    monkeypatch.setattr(medrival.study.cell, "execute_cell", execute_cell)
     code, out, _ = run_cli(["run", study, "--out", out_dir], capsys, monkeypatch, columns=80)
     assert code == 0 and "reused 1 finished cells" in out
     assert_fits("\n".join(line for line in out.splitlines() if str(tmp_path) not in line), 80)  # paths stay whole

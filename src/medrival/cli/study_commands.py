@@ -79,7 +79,14 @@ def run(study_file: Path = typer.Argument(..., help="Study YAML: models, dataset
                                                 "./medrival-results/<study name>)."),
         quiet: bool = typer.Option(False, "--quiet", "-q", help=QUIET_HELP),
         table: bool = typer.Option(False, "--table", help=TABLE_HELP),
-        allow_failures: bool = typer.Option(False, "--allow-failures", help=ALLOW_HELP)) -> None:
+        allow_failures: bool = typer.Option(False, "--allow-failures", help=ALLOW_HELP),
+        jobs: Optional[str] = typer.Option(None, "--jobs", "-j",
+                                           help="Model groups run at once, each in a child process (a number or "
+                                                "auto; default: the study's jobs, else 1)."),
+        shard: Optional[str] = typer.Option(None, "--shard",
+                                            help="Run only shard i of N (i/N, from 0) of the planned cells into "
+                                                 "this store, e.g. in a SLURM array; combine with medrival merge.")
+        ) -> None:
     """Run a study file: every model x dataset x method x label budget x seed cell, skipping finished cells.
 
     Shows live progress on a terminal (one line per cell elsewhere); ends with the headline of the report and the
@@ -91,7 +98,11 @@ def run(study_file: Path = typer.Argument(..., help="Study YAML: models, dataset
     from medrival.study.runner import run_study
     from medrival.study.spec import load_study
 
+    from medrival.study.executors.groups import parse_jobs, parse_shard
+
     spec = load_study(study_file)
     out_dir = out or Path(spec.store or Path("medrival-results") / spec.name)
-    run_with_progress(lambda progress: run_study(spec, out_dir, progress=progress), out_dir, stdout_console(),
-                      quiet, table, allow_failures)
+    chosen_jobs, chosen_shard = parse_jobs(jobs) if jobs is not None else None, parse_shard(shard) if shard else None
+    run_with_progress(lambda progress: run_study(spec, out_dir, progress=progress, jobs=chosen_jobs,
+                                                 shard=chosen_shard),
+                      out_dir, stdout_console(), quiet, table, allow_failures)

@@ -20,9 +20,13 @@ from medrival.data.catalog import dataset_registry
 from medrival.methods import METHODS
 from medrival.metrics.vqa import VQA_VERSIONS
 from medrival.models.catalog import get_card, model_registry
-from medrival.store import ResultStore
+from medrival.store import LeaseKeeper, ResultStore, new_owner
 from medrival.study import preflight
-from medrival.study.cell import CellContext, execute_cell
+from medrival.study.driver import LEASE_TTL_S, StoreDriver
+from medrival.study.executors.groups import group_cells, shard_groups
+from medrival.study.executors.local import run_in_process
+from medrival.study.executors.processes import run_in_children
+from medrival.study.executors.worker import WorkerSettings
 from medrival.study.fingerprints import attach_inputs
 from medrival.study.plan_file import end_plan, write_plan
 from medrival.study.registration import register_study_names
@@ -174,28 +178,20 @@ def cell_label(cell: CellSpec) -> str:
     return f"{cell.model} | {cell.dataset} | {cell.method}{budget} | seed {cell.seed}"
 
 
-def _run_one(number: int, total: int, cell: CellSpec, context: CellContext, run: StudyRun,
-             listener: StudyListener) -> None:
-    label = cell_label(cell)
-    listener.cell_started(number, label)
-    started = time.perf_counter()
-    record, predictions = execute_cell(cell, context)
-    run.store.save(record, predictions)  # atomic: the cell is in the store whole, or not at all
-    (run.ran if record.status == "done" else run.failed).append(record.cell_id)
-    seconds = time.perf_counter() - started
-    outcome = f"done ({seconds:.1f} s)" if record.status == "done" else f"FAILED ({record.error})"
-    listener.cell_finished(number, label, record.status, seconds, f"[{number}/{total}] {label}: {outcome}")
-
-
-def run_study(spec: StudySpec, store_dir: str | Path, progress: ProgressArg = lambda _: None) -> StudyRun:
+def run_study(spec: StudySpec, store_dir: str | Path, progress: ProgressArg = lambda _: None,
+              jobs: int | str | None = None, shard: tuple[int, int] | None = None) -> StudyRun:
     """Run every pending cell of ``spec`` into the store at ``store_dir``.
 
     ``progress``: a callable receiving one line per finished cell (``print``), or a
     ``medrival.core.progress.StudyListener`` for richer events (cell started, inner stages such as epochs).
+    ``jobs`` (default: the study's ``jobs``): model groups run at once in child processes; ``shard`` (i, N):
+    only this shard's part of the planned cells (``--shard i/N``, for job arrays; merge stores afterwards).
     Ctrl-C raises ``StudyInterrupted`` (a ``KeyboardInterrupt``) carrying what finished."""
     listener = as_listener(progress)
     left_out: list[str] = []
     cells = plan_cells(spec, left_out)
+    if shard is not None:  # from the whole plan, so every array task computes the same split
+        cells = [c for group in shard_groups(group_cells(cells), *shard) for c in group.cells]
     if left_out:
         listener.message(_left_out_summary(left_out))
     store = ResultStore(store_dir)
@@ -208,20 +204,62 @@ def run_study(spec: StudySpec, store_dir: str | Path, progress: ProgressArg = la
     # Every model whose weights cannot be had, named at once before hours of other cells (finished need none).
     preflight.check_weights(spec, models={c.model for c in pending})
     preflight.check_memory(spec, models={c.model for c in pending})  # too large for the device: refused
-    context = CellContext(feature_cache_dir(spec, store_dir), spec.device,
-                          Path(store_dir) / "checkpoints" if spec.save_checkpoints else None,
-                          data_roots=spec.data_roots, strict_images=spec.strict_images)
     write_plan(store.root, spec.name, [(ids[c], c) for c in cells])
     listener.planned(len(pending), len(cells), len(run.skipped))
-    started = time.perf_counter()
-    try:
-        with reporting_to(listener):  # inner stages (epochs, generation batches) reach the listener
-            for number, cell in enumerate(pending, 1):
-                _run_one(number, len(pending), cell, context, run, listener)
-    except KeyboardInterrupt as interrupt:
-        run.timings = {"wall_s": time.perf_counter() - started, **context.timings()}
-        end_plan(store.root, "interrupted")
-        raise StudyInterrupted(run) from interrupt
-    run.timings = {"wall_s": time.perf_counter() - started, **context.timings()}
+    _execute(spec, store_dir, run, group_cells(pending), listener, jobs if jobs is not None else spec.jobs)
     end_plan(store.root, "finished")
     return run
+
+
+def _execute(spec: StudySpec, store_dir, run: StudyRun, groups, listener: StudyListener, jobs) -> None:
+    """Run the groups here (one job, no isolation) or in child processes; results saved as they arrive."""
+    count, gpus = resolve_jobs(jobs, len(groups), spec.device)
+    isolated = count > 1 or spec.isolation == "process"
+    settings = worker_settings(spec, store_dir, threads=max(1, usable_cores() // count) if isolated else None)
+    driver = StoreDriver(run, listener, sum(len(g.cells) for g in groups), new_owner(), cell_label)
+    context = None if isolated else settings.context()
+    started = time.perf_counter()
+    try:
+        with LeaseKeeper(run.store, driver.owner, LEASE_TTL_S), reporting_to(listener):
+            if isolated:
+                run_in_children(groups, spec, settings, count, driver, gpus)
+            else:
+                run_in_process(groups, settings, driver, context)
+    except KeyboardInterrupt as interrupt:
+        run.timings = {"wall_s": time.perf_counter() - started, **(context.timings() if context else {})}
+        end_plan(run.store.root, "interrupted")
+        raise StudyInterrupted(run) from interrupt
+    run.timings = {"wall_s": time.perf_counter() - started, **(context.timings() if context else {})}
+    if driver.held_elsewhere:
+        listener.message(f"{len(driver.held_elsewhere)} cell(s) were being run by another process on this store "
+                         "(or finished meanwhile); they are not run twice. Run again later to pick up any it "
+                         "leaves.")
+
+
+def usable_cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+def resolve_jobs(jobs, groups: int, device: str) -> tuple[int, list[str]]:
+    """(number of child processes, GPU ids to pin them to) for ``jobs`` (a number or "auto")."""
+    gpus: list[str] = []
+    if device in ("auto", "cuda"):
+        import torch
+
+        if torch.cuda.device_count() > 1:
+            gpus = [str(i) for i in range(torch.cuda.device_count())]
+    if jobs == "auto":
+        count = len(gpus) if gpus else min(usable_cores(), 8)
+    else:
+        count = int(jobs)
+    return max(1, min(count, max(groups, 1))), gpus
+
+
+def worker_settings(spec: StudySpec, store_dir, threads: int | None) -> WorkerSettings:
+    """What every worker of this run needs to build its own context."""
+    return WorkerSettings(str(feature_cache_dir(spec, store_dir)), spec.device,
+                          str(Path(store_dir) / "checkpoints") if spec.save_checkpoints else None,
+                          data_roots=dict(spec.data_roots), strict_images=spec.strict_images, threads=threads)

@@ -304,6 +304,19 @@ class StudySpec(BaseModel):
     exposure: Literal["mark", "exclude"] = Field(
         "mark", description="Comparisons where a model was trained on the dataset's images or questions (its card's "
                             "trained_on): 'mark' them, or 'exclude' them from the verdicts; the report shows both.")
+    jobs: int | Literal["auto"] = Field(
+        1, description="Model groups run at once, each in its own child process with its share of the cores (and "
+                       "one GPU each when there are several); auto picks from the cores and GPUs. 1: one at a time.")
+    isolation: Literal["none", "process"] = Field(
+        "none", description="'process' runs each model group in a child process, so an out-of-memory error or a "
+                            "crash fails only its cells and the study goes on (implied by jobs > 1).")
+
+    @field_validator("jobs")
+    @classmethod
+    def _jobs_positive(cls, value):
+        if value != "auto" and not 1 <= value <= 1024:
+            raise ValueError(f"jobs must be a whole number from 1 to 1024 or 'auto', got {value!r}")
+        return value
 
     # Where the spec came from, kept so that later checks (unknown names) can cite file and line.
     _lines: LineMap = PrivateAttr(default_factory=dict)
