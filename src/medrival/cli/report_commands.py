@@ -63,7 +63,7 @@ def report(results_dir: Path = typer.Argument(..., help="A study's results folde
 
     path = write_report(results_dir, out, n_resamples=resamples, seed=seed, metric=metric, vqa_metrics=vqa_metrics,
                         margins=parse_margins(margin), exposure=exposure)
-    note = outdated_vqa_note(ResultStore(require_store(results_dir)).records())
+    note = outdated_vqa_note(ResultStore(require_store(results_dir), read_only=True).records())
     if note:
         typer.echo(f"note: {note}", err=True)
     typer.echo(str(path))

@@ -47,7 +47,7 @@ def study_status(store_dir: str | Path) -> dict:
 
     Raises ``MedrivalError`` when the folder holds no store."""
     root = require_store(store_dir)
-    records = {r.cell_id: r for r in ResultStore(root).records()}
+    records = {r.cell_id: r for r in ResultStore(root, read_only=True).records()}
     plan = read_plan(root)
     planned = _planned(plan, records)
     groups: dict[tuple[str, str], Counter] = {}
