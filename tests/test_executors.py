@@ -111,3 +111,15 @@ def test_bad_jobs_is_refused(text):
 
     with pytest.raises(ConfigError, match="auto"):
         parse_jobs(text)
+
+
+@pytest.mark.parametrize("args, expected", [(["--executor", "dask"], "local or ray"),
+                                            (["--address", "auto"], "--executor ray only")])
+def test_bad_executor_options_exit_2_with_the_choices(args, expected, tmp_path, capsys):
+    from medrival.cli.app import main
+
+    study = tmp_path / "study.yaml"
+    study.write_text(STUDY)
+    with pytest.raises(SystemExit) as leave:
+        main(["run", str(study), "--out", str(tmp_path / "out"), "--quiet", *args])
+    assert leave.value.code == 2 and expected in capsys.readouterr().err

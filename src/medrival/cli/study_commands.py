@@ -72,6 +72,19 @@ def demo(out: Path = typer.Option(Path("medrival-demo"), "--out", "-o",
     run_with_progress(lambda progress: run_demo(out, progress=progress), out, console, quiet, table, allow_failures)
 
 
+def with_executor(spec, kind: str | None, address: str | None):
+    """The study with ``--executor`` / ``--address`` applied over its own ``executor:``."""
+    from medrival.core.errors import ConfigError
+
+    chosen = kind if kind is not None else spec.executor.kind
+    if chosen not in ("local", "ray"):
+        raise ConfigError(f"--executor {kind!r} is not an executor: use local or ray.")
+    if address is not None and chosen != "ray":
+        raise ConfigError("--address applies to --executor ray only (the Ray cluster to join).")
+    changes = {"kind": chosen, **({"address": address} if address is not None else {})}
+    return spec.model_copy(update={"executor": spec.executor.model_copy(update=changes)})
+
+
 @app.command("run")
 def run(study_file: Path = typer.Argument(..., help="Study YAML: models, datasets, methods, seeds."),
         out: Optional[Path] = typer.Option(None, "--out", "-o",
@@ -83,6 +96,11 @@ def run(study_file: Path = typer.Argument(..., help="Study YAML: models, dataset
         jobs: Optional[str] = typer.Option(None, "--jobs", "-j",
                                            help="Model groups run at once, each in a child process (a number or "
                                                 "auto; default: the study's jobs, else 1)."),
+        executor: Optional[str] = typer.Option(None, "--executor",
+                                               help="local or ray (default: the study's executor, else local)."),
+        address: Optional[str] = typer.Option(None, "--address",
+                                              help="With --executor ray: auto (this machine's cluster), HOST:PORT, "
+                                                   "or local (a one-machine cluster on 127.0.0.1, the default)."),
         shard: Optional[str] = typer.Option(None, "--shard",
                                             help="Run only shard i of N (i/N, from 0) of the planned cells into "
                                                  "this store, e.g. in a SLURM array; combine with medrival merge.")
@@ -101,6 +119,8 @@ def run(study_file: Path = typer.Argument(..., help="Study YAML: models, dataset
     from medrival.study.executors.groups import parse_jobs, parse_shard
 
     spec = load_study(study_file)
+    if executor is not None or address is not None:
+        spec = with_executor(spec, executor, address)
     out_dir = out or Path(spec.store or Path("medrival-results") / spec.name)
     chosen_jobs, chosen_shard = parse_jobs(jobs) if jobs is not None else None, parse_shard(shard) if shard else None
     run_with_progress(lambda progress: run_study(spec, out_dir, progress=progress, jobs=chosen_jobs,

@@ -26,6 +26,7 @@ from medrival.study.driver import LEASE_TTL_S, StoreDriver
 from medrival.study.executors.groups import group_cells, shard_groups
 from medrival.study.executors.local import run_in_process
 from medrival.study.executors.processes import run_in_children
+from medrival.study.executors.ray_executor import run_on_ray
 from medrival.study.executors.worker import WorkerSettings
 from medrival.study.fingerprints import attach_inputs
 from medrival.study.plan_file import end_plan, write_plan
@@ -212,16 +213,21 @@ def run_study(spec: StudySpec, store_dir: str | Path, progress: ProgressArg = la
 
 
 def _execute(spec: StudySpec, store_dir, run: StudyRun, groups, listener: StudyListener, jobs) -> None:
-    """Run the groups here (one job, no isolation) or in child processes; results saved as they arrive."""
-    count, gpus = resolve_jobs(jobs, len(groups), spec.device)
-    isolated = count > 1 or spec.isolation == "process"
+    """Run the groups here (one job, no isolation), in child processes or on Ray; results saved as they arrive."""
+    on_ray = spec.executor.kind == "ray"
+    count, gpus = (1, []) if on_ray else resolve_jobs(jobs, len(groups), spec.device)
+    isolated = on_ray or count > 1 or spec.isolation == "process"
     settings = worker_settings(spec, store_dir, threads=max(1, usable_cores() // count) if isolated else None)
+    if on_ray:  # one thread per task: Ray packs tasks onto the cluster's CPUs
+        settings = replace(settings, threads=1)
     driver = StoreDriver(run, listener, sum(len(g.cells) for g in groups), new_owner(), cell_label)
     context = None if isolated else settings.context()
     started = time.perf_counter()
     try:
         with LeaseKeeper(run.store, driver.owner, LEASE_TTL_S), reporting_to(listener):
-            if isolated:
+            if on_ray:
+                run_on_ray(groups, spec, settings, driver, spec.executor.address, spec.executor.num_cpus)
+            elif isolated:
                 run_in_children(groups, spec, settings, count, driver, gpus)
             else:
                 run_in_process(groups, settings, driver, context)

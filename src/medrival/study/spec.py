@@ -240,6 +240,17 @@ class ModelOptions(BaseModel):
         return {int(k) if isinstance(k, str) and k.isdigit() else k: v for k, v in value.items()}
 
 
+class ExecutorSpec(BaseModel):
+    """Where the study's model groups run: ``local`` (this machine; see ``jobs``) or ``ray`` (a Ray cluster)."""
+
+    model_config = ConfigDict(extra="forbid")
+    kind: Literal["local", "ray"] = Field("local", description="local, or ray (pip install 'medrival[ray]').")
+    address: str | None = Field(None, description="Ray only: 'local' or absent starts a one-machine cluster bound "
+                                                  "to 127.0.0.1; 'auto' joins this machine's cluster; HOST:PORT "
+                                                  "or ray://HOST:PORT joins that one.")
+    num_cpus: int | None = Field(None, ge=1, le=100000, description="Ray with a local cluster: CPUs it may use.")
+
+
 class StudySpec(BaseModel):
     """A paired study: every model x dataset x method x seed."""
 
@@ -307,6 +318,9 @@ class StudySpec(BaseModel):
     jobs: int | Literal["auto"] = Field(
         1, description="Model groups run at once, each in its own child process with its share of the cores (and "
                        "one GPU each when there are several); auto picks from the cores and GPUs. 1: one at a time.")
+    executor: ExecutorSpec = Field(default_factory=ExecutorSpec,
+                                   description="Where groups run: {kind: local} (default) or {kind: ray, address: "
+                                               "auto}.")
     isolation: Literal["none", "process"] = Field(
         "none", description="'process' runs each model group in a child process, so an out-of-memory error or a "
                             "crash fails only its cells and the study goes on (implied by jobs > 1).")
