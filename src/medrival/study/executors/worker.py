@@ -32,14 +32,13 @@ class WorkerSettings:
     data_roots: dict = field(default_factory=dict)
     strict_images: bool = False
     threads: int | None = None  # torch intra-op threads of this worker (None: torch's default)
-    context_options: dict = field(default_factory=dict)  # further CellContext keyword arguments
 
     def context(self):
         from medrival.study.cell import CellContext
 
         return CellContext(Path(self.feature_dir) if self.feature_dir else None, self.device,
                            Path(self.checkpoint_dir) if self.checkpoint_dir else None,
-                           data_roots=self.data_roots, strict_images=self.strict_images, **self.context_options)
+                           data_roots=self.data_roots, strict_images=self.strict_images)
 
 
 def limit_threads(threads: int | None, environment: bool = True) -> None:
