@@ -48,6 +48,19 @@ def test_rank_bounds_and_width():
         check_rank_fits(model, ["0"], 17)
 
 
+def test_vqa_lora_rank_wider_than_the_model_is_refused_before_training():
+    from medrival.data.catalog import load_dataset
+    from medrival.methods.vqa_lora import VQALora
+    from medrival.models.factory import create_model
+
+    model = create_model("demo-generalist-vlm")
+    split = load_dataset("demo-xray-vqa", "train", n=4, size=32)
+    method = VQALora(VQALoraConfig(rank=4000, epochs=1, train_batch_size=4, batch_size=4))
+    with pytest.raises(ConfigError, match=r"vqa_lora rank 4000 exceeds the width \d+ of the adapted layer"):
+        method.fit(model, split, split, None, seed=0)
+    assert not any("lora_" in name for name, _ in model.model.named_parameters())  # the shared model untouched
+
+
 def test_knn_k_bounds_and_fit_check():
     with pytest.raises(ConfigError, match="at most 10000"):
         KnnConfig(ks=(10**9,))

@@ -55,7 +55,11 @@ def demo(out: Path = typer.Option(Path("medrival-demo"), "--out", "-o",
                                   help="Folder for the store, feature cache and report; reusing it resumes."),
          quiet: bool = typer.Option(False, "--quiet", "-q", help=QUIET_HELP),
          table: bool = typer.Option(False, "--table", help=TABLE_HELP),
-         allow_failures: bool = typer.Option(False, "--allow-failures", help=ALLOW_HELP)) -> None:
+         allow_failures: bool = typer.Option(False, "--allow-failures", help=ALLOW_HELP),
+         jobs: Optional[str] = typer.Option(None, "--jobs", "-j",
+                                            help="Model groups run at once in child processes (a number or auto; "
+                                                 "default auto: one per core; 1 runs everything in this process).")
+         ) -> None:
     """Run the built-in offline demo study (synthetic world, tiny models shipped in the package).
 
     Both demo models x four synthetic modalities x the whole adaptation ladder (zero-shot, kNN, linear probe,
@@ -66,10 +70,13 @@ def demo(out: Path = typer.Option(Path("medrival-demo"), "--out", "-o",
     Example: medrival demo --out medrival-demo
     """
     from medrival.study.demo import run_demo
+    from medrival.study.executors.groups import parse_jobs
 
+    chosen_jobs = parse_jobs(jobs) if jobs is not None else None
     console = stdout_console()
     console.print("[bold]medrival demo[/bold]: synthetic data and tiny synthetic models (offline).")
-    run_with_progress(lambda progress: run_demo(out, progress=progress), out, console, quiet, table, allow_failures)
+    run_with_progress(lambda progress: run_demo(out, progress=progress, jobs=chosen_jobs), out, console, quiet, table,
+                      allow_failures)
 
 
 def with_executor(spec, kind: str | None, address: str | None):

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from medrival.core.errors import ConfigError, MedrivalError
 from medrival.methods.base import TRAINS_ENCODER, METHODS, MethodSpec
 from medrival.methods.checkpoint import load_checkpoint, save_checkpoint
-from medrival.methods.lora import MAX_LORA_RANK
+from medrival.methods.lora import MAX_LORA_RANK, check_rank_fits
 from medrival.methods.training import PRECISIONS, check_precision, seeded
 from medrival.methods.vqa_answers import VQAGenerationConfig, VQAOutput, answer_questions
 from medrival.methods.vqa_sft import SFTSettings, train_sft
@@ -150,6 +150,7 @@ class VQALora:
         from peft import LoraConfig, get_peft_model
 
         self.base, self.targets = model, lora_target_names(model, self.config)
+        check_rank_fits(model.model, self.targets, self.config.rank, "vqa_lora")  # before peft allocates it
         pattern = "^(" + "|".join(re.escape(name) for name in self.targets) + ")$"
         lora = LoraConfig(r=self.config.rank, lora_alpha=self.config.alpha, lora_dropout=self.config.dropout,
                           target_modules=pattern, bias="none")

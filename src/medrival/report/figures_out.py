@@ -42,7 +42,12 @@ def _as_svg_and_png(figure) -> tuple[str, bytes | None]:
 
     if figure is None or isinstance(figure, str):
         return figure or "", None
-    return plots.to_svg(figure), plots.to_png(figure)
+    svg = plots.to_svg(figure)
+    try:  # the PNG keeps the SVG's layout: laying out a many-panel figure again costs seconds per report
+        figure.set_layout_engine("none")
+    except RuntimeError:  # an engine that cannot be swapped here: lay it out again
+        pass
+    return svg, plots.to_png(figure)
 
 
 @dataclass

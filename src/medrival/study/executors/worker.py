@@ -55,9 +55,11 @@ def limit_threads(threads: int | None, environment: bool = True) -> None:
 
 def prepare_worker(spec) -> None:
     """Make the study's own names (custom datasets and models) known in this process: a fresh worker process
-    starts with the shipped registries only."""
+    starts with the shipped registries only. Checkpoint-loading progress bars are off (unless the user set
+    HF_HUB_DISABLE_PROGRESS_BARS): several workers' bars would interleave with the driver's per-cell lines."""
     from medrival.study.registration import register_study_names
 
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")  # read when transformers is first imported
     register_study_names(spec)
 
 
