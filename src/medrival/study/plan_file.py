@@ -32,11 +32,15 @@ def write_plan(store_root: Path, study: str, cells: Iterable[tuple[str, CellSpec
                                           "state": "running", "pid": os.getpid(), "cells": planned})
 
 
-def end_plan(store_root: Path, state: str) -> None:
-    """Mark the plan ``finished`` or ``interrupted`` (the planned cells stay, for ``status``)."""
+def end_plan(store_root: Path, state: str, others_running: bool = False) -> None:
+    """Mark the plan ``finished`` or ``interrupted`` (the planned cells stay, for ``status``).
+
+    ``others_running``: another run on this store still holds leases. Its work is not finished because ours is, so
+    the plan stays ``running`` (that run marks it when it ends)."""
     plan = read_plan(store_root)
-    if plan is not None:
-        _write(Path(store_root) / PLAN_FILE, {**plan, "state": state, "ended_at": utc_now()})
+    if plan is None or others_running:
+        return
+    _write(Path(store_root) / PLAN_FILE, {**plan, "state": state, "ended_at": utc_now()})
 
 
 def read_plan(store_root: Path) -> dict | None:

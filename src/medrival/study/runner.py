@@ -20,7 +20,7 @@ from medrival.data.catalog import dataset_registry
 from medrival.methods import METHODS
 from medrival.metrics.vqa import VQA_VERSIONS
 from medrival.models.catalog import get_card, model_registry
-from medrival.store import LeaseKeeper, ResultStore, new_owner
+from medrival.store import LeaseKeeper, ResultStore, new_owner, owner_is_dead
 from medrival.study import preflight
 from medrival.study.driver import LEASE_TTL_S, StoreDriver
 from medrival.study.executors.groups import group_cells, shard_groups
@@ -208,7 +208,9 @@ def run_study(spec: StudySpec, store_dir: str | Path, progress: ProgressArg = la
     write_plan(store.root, spec.name, [(ids[c], c) for c in cells])
     listener.planned(len(pending), len(cells), len(run.skipped))
     _execute(spec, store_dir, run, group_cells(pending), listener, jobs if jobs is not None else spec.jobs)
-    end_plan(store.root, "finished")
+    # Our leases are released by now: any left belong to a concurrent run on this store, still at work.
+    others = [lease for lease in store.active_leases() if not owner_is_dead(lease.owner)]
+    end_plan(store.root, "finished", others_running=bool(others))
     return run
 
 

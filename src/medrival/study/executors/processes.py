@@ -24,6 +24,7 @@ from medrival.study.executors.worker import WorkerSettings
 
 CRASH_RETRIES = 1  # a cell whose worker died is run once more in a fresh worker, then recorded as failed
 _POLL_S = 0.2
+PARENT_GONE_EXIT = 3  # a child's exit code when it ended because its driver had died
 
 
 def _child_main(spec, settings: WorkerSettings, inbox, outbox, slot: int) -> None:
@@ -31,6 +32,7 @@ def _child_main(spec, settings: WorkerSettings, inbox, outbox, slot: int) -> Non
     import signal
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the driver's to handle; it ends the children
+    _exit_with_parent()
     from medrival.core.errors import full_message
     from medrival.study.executors.worker import limit_threads, prepare_worker, run_group
 
@@ -45,6 +47,26 @@ def _child_main(spec, settings: WorkerSettings, inbox, outbox, slot: int) -> Non
         job_id, cells = job
         run_group(cells, context, lambda event, index, payload: outbox.put((slot, job_id, event, index, payload)))
         outbox.put((slot, job_id, "done", -1, None))
+
+
+def _exit_with_parent() -> None:
+    """End this child as soon as the driver is gone. A driver killed outright (``kill -9``, the OOM killer, a
+    pre-empted node) cannot tell its children to stop, and no one would read what they send or give them more work:
+    they would run on, then wait for a job forever. A watcher thread waits on the parent's sentinel (a pipe that
+    closes when the parent dies; a process handle on Windows) and ends the process at once: the cell in flight is
+    lost, as it would be had the child been killed with the driver (its lease names the dead driver, so the next run
+    takes it over at once)."""
+    import threading
+
+    parent = multiprocessing.parent_process()
+    if parent is None:  # not started by multiprocessing: nothing to watch
+        return
+
+    def watch() -> None:
+        parent.join()  # returns when the parent process has ended
+        os._exit(PARENT_GONE_EXIT)
+
+    threading.Thread(target=watch, name="medrival-parent-watch", daemon=True).start()
 
 
 @dataclass
