@@ -16,7 +16,8 @@ import numpy as np
 import pytest
 
 from medrival.data.catalog import load_dataset
-from medrival.methods.generation_cache import GenerationCache, cached_option_scores, model_state, score_units
+from medrival.methods.generation_cache import GenerationCache, cached_option_scores, model_state
+from medrival.models.prefix_sharing import image_units
 from medrival.methods.vqa_answers import VQAGenerationConfig, answer_questions
 
 torch = pytest.importorskip("torch")
@@ -65,11 +66,9 @@ def test_cold_warm_and_partly_warm_runs_give_identical_answers(model, split, tmp
     assert 0 < partial.misses < len(split) + closed and partial.hits + partial.misses == len(split) + closed
 
 
-def test_option_scores_are_cached_in_whole_scoring_batches(model, tmp_path):
-    for count, width, batch in ((7, 3, 4), (5, 2, 4), (3, 1, 16)):
-        units = score_units(count, width, batch)
-        assert sum(len(u) for u in units) == count
-        assert all(len(u) * width % batch == 0 for u in units[:-1])  # every unit fills whole batches
+def test_option_scores_are_cached_in_the_image_chunks_score_options_forms(model, tmp_path):
+    keys = ["a", "b", "a", "c", "d", "b", "e"]
+    assert image_units(keys, 2) == [[0, 2, 1, 5], [3, 4], [6]]  # whole images, at most 2 images per unit
     test = load_dataset("demo-xray", "test", n=7, size=32)
     images, prompts, options = list(test.images), ["what is the diagnosis?"] * 7, ["normal", "pneumonia", "effusion"]
     direct = model.score_options(images, prompts, options, batch_size=4)

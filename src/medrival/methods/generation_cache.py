@@ -25,7 +25,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import math
 import sqlite3
 import time
 import warnings
@@ -33,6 +32,8 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 import numpy as np
+
+from medrival.models.prefix_sharing import image_units
 
 CACHE_FILE = "generations.sqlite"
 SCHEMA_VERSION = 1  # part of every key: a change of key layout never reads older rows
@@ -309,13 +310,6 @@ def _score_row(text: str, width: int) -> np.ndarray:
     return row
 
 
-def score_units(count: int, width: int, batch_size: int) -> list[list[int]]:
-    """Rows grouped so that each group's (row, option) pairs fill whole scoring batches of ``batch_size``: a call
-    of ``score_options`` per group forms exactly the batches one call over every row forms."""
-    per_unit = max(1, batch_size // math.gcd(max(width, 1), batch_size))
-    return [list(range(start, min(start + per_unit, count))) for start in range(0, count, per_unit)]
-
-
 def cached_option_scores(cache: GenerationCache | None, model, images: Sequence[Any], prompts: Sequence[str],
                          options: Sequence[str], batch_size: int) -> np.ndarray:
     """``model.score_options(images, prompts, options, batch_size=batch_size)`` (N x K, float64), scoring only
@@ -330,16 +324,16 @@ def cached_option_scores(cache: GenerationCache | None, model, images: Sequence[
             cache.misses += count
         return np.asarray(model.score_options(images, list(prompts), options, batch_size=batch_size),
                           dtype=np.float64)
-    state, texts = model_state(model), rendered_prompts(model, prompts)
-    row_keys = [digest("scores", state, text, image, options)
-                for text, image in zip(texts, image_hashes(images))]
+    state, texts, hashes = model_state(model), rendered_prompts(model, prompts), image_hashes(images)
+    row_keys = [digest("scores", state, text, image, options) for text, image in zip(texts, hashes)]
 
     def compute(rows: list[int]) -> list:
         scores = model.score_options([images[i] for i in rows], [prompts[i] for i in rows], options,
                                      batch_size=batch_size)
         return [np.asarray(row, dtype=np.float64) for row in scores]
 
-    values = cached_batches(cache, "scores", row_keys, score_units(count, width, batch_size), compute,
+    # The units are the image chunks score_options forms itself, so cached and cold scores come from equal batches
+    values = cached_batches(cache, "scores", row_keys, image_units(hashes, batch_size), compute,
                             encode=lambda row: json.dumps([float(v) for v in row]),
                             decode=lambda text: _score_row(text, width),
                             context={"batch_size": batch_size})

@@ -17,8 +17,10 @@ from medrival.core.errors import ConfigError
 from medrival.core.types import VQASplit
 from medrival.core.prompts import DEFAULT_MAX_NEW_TOKENS, DEFAULT_PROMPT_SET, training_answer, vqa_prompt
 from medrival.methods.generation_cache import (
-    GenerationCache, active, answer_keys, cached_api_answers, cached_batches, cached_option_scores, is_api_model,
+    GenerationCache, active, answer_keys, cached_api_answers, cached_batches, cached_option_scores, image_hashes,
+    is_api_model,
 )
+from medrival.models.prefix_sharing import image_units
 
 YES_NO_OPTIONS = ("yes", "no")
 
@@ -115,11 +117,10 @@ def answer_questions(model, split: VQASplit, config: VQAGenerationConfig,
     return VQAOutput(list(responses), yes, failures=failures)
 
 
-def generation_batches(limits: list[int], batch_size: int) -> list[list[int]]:
-    """The batches ``generate`` forms: questions grouped by token limit, in order, ``batch_size`` at a time."""
-    return [rows[start:start + batch_size] for limit in sorted(set(limits))
-            for rows in [[i for i, value in enumerate(limits) if value == limit]]
-            for start in range(0, len(rows), batch_size)]
+def generation_batches(images: list, limits: list[int], batch_size: int) -> list[list[int]]:
+    """The units ``generate`` works in: the questions on up to ``batch_size`` images at a time (each image's
+    prefix filled once), whatever their token limits; one call per unit forms the batches one call over all does."""
+    return image_units(image_hashes(images), batch_size)
 
 
 def _generate_in_batches(model, images: list, prompts: list[str], limits: list[int], batch_size: int,
@@ -142,11 +143,11 @@ def _generate_with_failures(model, images: list, prompts: list[str], limits: lis
             replies, failures = cached_api_answers(cache, model, images, prompts, limits, batch_size)
             live_progress.advance()
         return replies, failures
-    batches = generation_batches(limits, batch_size)
+    batches = generation_batches(images, limits, batch_size)
 
     def generate(rows: list[int]) -> list[str]:
         return list(model.generate([images[i] for i in rows], [prompts[i] for i in rows],
-                                   max_new_tokens=limits[rows[0]], batch_size=batch_size))
+                                   max_new_tokens=[limits[i] for i in rows], batch_size=batch_size))
 
     with live_progress.stage("generation batches", len(batches)):
         keys = answer_keys(model, images, prompts, limits) if active(cache) else [""] * len(prompts)

@@ -26,7 +26,10 @@ import numpy as np
 from medrival.core.errors import DataError, MedrivalError
 from medrival.models.checkpointing import set_transformers_checkpointing
 from medrival.models.precision import LoadOptions, from_pretrained_kwargs
+from medrival.models.prefix_sharing import SharingStats, cache_problem, group_rows, image_key, pack_groups
 from medrival.models.preprocessing import check_texts
+from medrival.models.shared_generation import (encode_group, fill_prefixes, fill_prompts, generate_chunk,
+                                                option_logprobs)
 
 __all__ = ["GenerativeModel", "load_generative_model"]
 
@@ -168,6 +171,11 @@ class GenerativeModel:
         self._weights_id = weights_id
         self.load_options = LoadOptions()  # dtype / quantization / placement it was loaded with (set by the loader)
         self._model_class = type(model).__name__  # kept: wrapping self.model (peft) must not change the id
+        # Each image's prefix is filled once for all its questions (False: every question in full, for comparison)
+        self.share_image_prefix = True
+        # The K options of a question scored as continuations of one filled prompt (False: K full passes)
+        self.one_pass_options = True
+        self.sharing_stats = SharingStats()
         tokenizer = processor.tokenizer
         if tokenizer.pad_token is None:
             # Batching needs a pad token; padded positions are masked out, so eos can serve (usual for Llama).
@@ -272,6 +280,14 @@ class GenerativeModel:
         count = _check_lengths(images=images, prompts=prompts)
         limits = _token_limits(max_new_tokens, count)
         texts = self._render(prompts)
+        if self.share_image_prefix:
+            return self._generate_shared(images, texts, limits, batch_size)
+        return self._generate_plain(images, texts, limits, batch_size)
+
+    def _generate_plain(self, images: list, texts: list[str], limits: list[int], batch_size: int) -> list[str]:
+        """Every question filled in full: batches of equal token limits, in input order."""
+        count = len(texts)
+        self.sharing_stats.questions += count
         replies: list[str] = [""] * count
         for limit in sorted(set(limits)):
             rows = [i for i in range(count) if limits[i] == limit]
@@ -281,6 +297,52 @@ class GenerativeModel:
                 for row, reply in zip(chunk, decoded):
                     replies[row] = reply
         return replies
+
+    def _generate_shared(self, images: list, texts: list[str], limits: list[int], batch_size: int) -> list[str]:
+        """Questions grouped by image, each image's prefix filled once (``shared_generation``); images whose
+        questions share no prefix take the plain path, the reason kept in ``sharing_stats``."""
+        replies: list[str] = [""] * len(texts)
+        plain: list[int] = []
+        for chunk in pack_groups(group_rows([image_key(image) for image in images]), batch_size):
+            groups = [encode_group(self, images[rows[0]], [texts[row] for row in rows], rows) for rows in chunk]
+            for group in groups:
+                self.sharing_stats.prefill_tokens += sum(len(ids) for ids in group.ids)
+                if group.prefix is None:
+                    plain.extend(group.rows)
+                    self.sharing_stats.plain_reasons.add(group.reason)
+            for length in sorted({group.prefix for group in groups if group.prefix is not None}):
+                members = [group for group in groups if group.prefix == length]
+                plain.extend(self._generate_from_prefixes(members, limits, batch_size, replies))
+        self.sharing_stats.questions += len(texts) - len(plain)
+        if plain:
+            plain.sort()
+            answers = self._generate_plain([images[row] for row in plain], [texts[row] for row in plain],
+                                           [limits[row] for row in plain], batch_size)
+            for row, answer in zip(plain, answers):
+                replies[row] = answer
+        return replies
+
+    def _generate_from_prefixes(self, groups: list, limits: list[int], batch_size: int,
+                                replies: list[str]) -> list[int]:
+        """Fill the groups' prefixes in one pass, then decode their questions by token limit; returns the rows
+        left for the plain path (none unless the cache cannot be reused)."""
+        with _evaluating(self.model):
+            cache, deltas = fill_prefixes(self, groups)
+            problem = cache_problem(cache, groups[0].prefix)
+            if problem is not None:
+                self.sharing_stats.plain_reasons.add(problem)
+                return [row for group in groups for row in group.rows]
+            picks = [(index, member) for index, group in enumerate(groups) for member in range(len(group.rows))]
+            for limit in sorted({limits[groups[g].rows[m]] for g, m in picks}):
+                # length-grouped: questions of similar length share a batch (less padding); answers go back by row
+                chosen = sorted(((g, m) for g, m in picks if limits[groups[g].rows[m]] == limit),
+                                key=lambda pick: len(groups[pick[0]].ids[pick[1]]))
+                for start in range(0, len(chosen), batch_size):
+                    part = chosen[start:start + batch_size]
+                    for (g, m), reply in zip(part, generate_chunk(self, groups, cache, deltas, part, limit)):
+                        replies[groups[g].rows[m]] = reply
+        self.sharing_stats.prefill_tokens_saved += sum((len(group.rows) - 1) * group.prefix for group in groups)
+        return []
 
     def _generate_batch(self, images: list, texts: list[str], limit: int) -> list[str]:
         tokenizer = self.processor.tokenizer
@@ -301,8 +363,87 @@ class GenerativeModel:
         options = list(options) if hasattr(options, "__iter__") and not isinstance(options, (str, bytes)) else options
         rows = _option_rows(options, count)
         width = len(rows[0]) if rows else len(options)  # N = 0 still gives N x K
-        separator, _ = self._reply_format
+        if count == 0:
+            return np.zeros((0, width), dtype=np.float64)
         texts = self._render(prompts)
+        if self.one_pass_options:
+            continuations = self._continuations(texts, rows)
+            if continuations is not None:
+                return self._score_one_pass(images, texts, rows, continuations, batch_size)
+            self.sharing_stats.plain_reasons.add("an option's tokens depend on the prompt's last tokens")
+        return self._score_plain(images, texts, rows, batch_size)
+
+    def _continuations(self, texts: list[str], rows: list[list[str]]) -> list[list[list[int]]] | None:
+        """Each option's token ids as the plain path scores them: the tokens of prompt + separator + option
+        beyond the prompt's own (the tokenizer splits at the image's special tokens, so the text after them
+        tokenizes alike with or without the image expanded). None when a prompt's tokens are not a prefix of
+        its continued text's (a merge across the boundary)."""
+        tokenizer = self.processor.tokenizer
+        separator, _ = self._reply_format
+        bos = tokenizer.bos_token
+        special = not (bos and texts[0].startswith(bos))
+        prompts = tokenizer(texts, add_special_tokens=special)["input_ids"]
+        full = tokenizer([text + separator + option for text, options in zip(texts, rows) for option in options],
+                         add_special_tokens=special)["input_ids"]
+        width, result = len(rows[0]), []
+        for index, prompt in enumerate(prompts):
+            options = [ids[len(prompt):] for ids in full[index * width:(index + 1) * width]]
+            if any(not tokens for tokens in options):
+                raise DataError("an answer option added no tokens after the prompt; options must be non-empty text.")
+            if any(ids[:len(prompt)] != prompt for ids in full[index * width:(index + 1) * width]):
+                return None
+            result.append(options)
+        return result
+
+    def _score_one_pass(self, images: list, texts: list[str], options: list[list[str]], continuations,
+                        batch_size: int) -> np.ndarray:
+        """Each prompt filled once (its image's prefix shared), its K options scored as continuations of that
+        cache in batches of about ``batch_size`` (prompt, option) rows."""
+        width = len(continuations[0])
+        scores = np.zeros((len(texts), width), dtype=np.float64)
+        plain: list[int] = []
+        for chunk in pack_groups(group_rows([image_key(image) for image in images]), max(1, batch_size)):
+            groups = [encode_group(self, images[rows[0]], [texts[row] for row in rows], rows) for rows in chunk]
+            for group in groups:
+                self.sharing_stats.prefill_tokens += width * sum(len(ids) for ids in group.ids)
+                if group.prefix is None:
+                    plain.extend(group.rows)
+                    self.sharing_stats.plain_reasons.add(group.reason)
+            for length in sorted({group.prefix for group in groups if group.prefix is not None}):
+                members = [group for group in groups if group.prefix == length]
+                plain.extend(self._score_from_prefixes(members, continuations, batch_size, scores))
+        self.sharing_stats.questions += len(texts) - len(plain)
+        if plain:
+            plain.sort()
+            scores[plain] = self._score_plain([images[row] for row in plain], [texts[row] for row in plain],
+                                              [options[row] for row in plain], batch_size)
+        return scores
+
+    def _score_from_prefixes(self, groups: list, continuations, batch_size: int, scores: np.ndarray) -> list[int]:
+        width = len(continuations[0])
+        with _evaluating(self.model):
+            cache, deltas = fill_prefixes(self, groups)
+            problem = cache_problem(cache, groups[0].prefix)
+            if problem is not None:
+                self.sharing_stats.plain_reasons.add(problem)
+                return [row for group in groups for row in group.rows]
+            filled = fill_prompts(self, groups, cache, deltas)
+            order = [row for group in groups for row in group.rows]
+            per_batch = max(1, batch_size // width)
+            for start in range(0, len(order), per_batch):
+                part = list(range(start, min(start + per_batch, len(order))))
+                values = option_logprobs(self, filled, part, [continuations[order[i]] for i in part])
+                scores[[order[i] for i in part]] = values
+        saved_prompt = sum((len(group.rows) - 1) * group.prefix for group in groups)
+        saved_options = (width - 1) * sum(len(ids) for group in groups for ids in group.ids)
+        self.sharing_stats.prefill_tokens_saved += width * saved_prompt + saved_options
+        return []
+
+    def _score_plain(self, images: list, texts: list[str], rows: list[list[str]], batch_size: int) -> np.ndarray:
+        """K passes: every (prompt, option) pair filled in full."""
+        count, width = len(texts), len(rows[0]) if rows else 0
+        separator, _ = self._reply_format
+        self.sharing_stats.questions += count
         starts = self._prompt_lengths(images, texts, batch_size)
         pairs = [(i, k) for i in range(count) for k in range(width)]
         scores = np.zeros((count, width), dtype=np.float64)

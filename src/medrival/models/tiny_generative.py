@@ -57,13 +57,19 @@ def _train_tokenizer(texts: list[str], min_frequency: int):
     return tokenizer
 
 
-def _fast_tokenizer(texts: list[str], min_frequency: int):
+def _fast_tokenizer(texts: list[str], min_frequency: int, context_length: int = 512):
     from transformers import PreTrainedTokenizerFast
 
     return PreTrainedTokenizerFast(
         tokenizer_object=_train_tokenizer(texts, min_frequency), pad_token=PAD, bos_token=BOS, eos_token=EOS,
         unk_token=UNK, extra_special_tokens={"image_token": IMAGE}, chat_template=CHAT_TEMPLATE,
-        model_max_length=512)
+        model_max_length=context_length)
+
+
+def _context_length(image_size: int, patch_size: int) -> int:
+    """512 tokens, or the image's tokens plus 256 for text when that is more (LLaVA-1.5's 336 px at patch 14 is
+    576 image tokens)."""
+    return max(512, (image_size // patch_size) ** 2 + 256)
 
 
 def _config(vocab_size: int, image_size: int, patch_size: int, vision_width: int, vision_layers: int,
@@ -77,7 +83,8 @@ def _config(vocab_size: int, image_size: int, patch_size: int, vision_width: int
            "eos_token_id": SPECIAL_TOKENS.index(EOS)}
     text = LlamaConfig(vocab_size=vocab_size, hidden_size=text_width, intermediate_size=2 * text_width,
                        num_hidden_layers=text_layers, num_attention_heads=heads, num_key_value_heads=heads,
-                       max_position_embeddings=512, tie_word_embeddings=False, **ids)
+                       max_position_embeddings=_context_length(image_size, patch_size), tie_word_embeddings=False,
+                       **ids)
     # "default" drops the CLS token, as LLaVA-1.5 does; the last vision layer (not LLaVA's -2) feeds the
     # projector so that every layer of the tiny tower is used and trained.
     return LlavaConfig(vision_config=vision, text_config=text, image_token_index=SPECIAL_TOKENS.index(IMAGE),
@@ -97,7 +104,7 @@ def build_tiny_llava(folder: Path, texts: list[str], *, image_size: int = 64, pa
     from transformers import CLIPImageProcessor, GenerationConfig, LlavaForConditionalGeneration, LlavaProcessor
 
     folder = Path(folder)
-    tokenizer = _fast_tokenizer(list(texts), min_frequency)
+    tokenizer = _fast_tokenizer(list(texts), min_frequency, _context_length(image_size, patch_size))
     config = _config(len(tokenizer), image_size, patch_size, vision_width, vision_layers, text_width,
                      text_layers, heads)
     with torch.random.fork_rng(devices=[]):  # seeded init without disturbing the caller's random state
