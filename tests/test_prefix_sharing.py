@@ -95,3 +95,46 @@ def test_a_template_with_the_question_before_the_image_takes_the_plain_path(tmp_
 def test_image_units_keep_each_image_whole():
     assert image_units(["a", "b", "a", "c", "b"], 2) == [[0, 2, 1, 4], [3]]
     assert image_units([], 4) == []
+
+
+@pytest.mark.parametrize("shared", [True, False])
+def test_a_prompt_longer_than_the_context_fails_alone_with_its_lengths(tmp_path, shared):
+    from medrival.methods.generation_cache import GenerationCache
+    from medrival.methods.vqa_answers import _generate_with_failures
+
+    folder = build_tiny_llava(tmp_path / "llava", TEXTS)
+    model = load_generative_model(None, str(folder), "tiny-llava@test", local_files_only=True)
+    model.share_image_prefix = shared
+    images, prompts, limits = _questions(4)
+    long_row = 2
+    prompts[long_row] = " ".join(["is there a fracture in this image?"] * 80)  # ~560 words: over 512 tokens
+    expected = model.generate([im for i, im in enumerate(images) if i != long_row],
+                              [p for i, p in enumerate(prompts) if i != long_row],
+                              max_new_tokens=[n for i, n in enumerate(limits) if i != long_row], batch_size=4)
+    cache = GenerationCache(tmp_path / "generations.sqlite")
+    for _ in range(2):  # cold, then every answer (and the refusal) from the cache
+        replies, failures = _generate_with_failures(model, images, prompts, limits, 4, cache)
+        assert [row for row, _ in failures] == [long_row]
+        message = failures[0][1]
+        assert "tokens (image tokens included)" in message and "at most 512 tokens" in message, message
+        assert replies[long_row] == "" and [r for i, r in enumerate(replies) if i != long_row] == expected
+    assert cache.hits == len(prompts)
+
+
+def test_a_cell_records_engine_throughput_and_saved_prefill(tmp_path):
+    from medrival.study.runner import run_study
+    from medrival.study.spec import parse_study
+    from medrival.store import ResultStore
+
+    spec = parse_study("""
+name: sharing-cost
+models: [demo-specialist-vlm]
+datasets: [demo-xray-vqa]
+methods: [{name: vqa_zero_shot, config: {batch_size: 8}}]
+""")
+    run_study(spec, tmp_path / "store")
+    record = ResultStore(tmp_path / "store").records()[0]
+    generation = record.cost["generation"]
+    assert generation["engine"] == "transformers" and generation["questions"] > 0
+    assert generation["questions_per_s"] > 0 and 0 < generation["prefill_tokens_saved"] < generation["prefill_tokens"]
+    assert "prefix_sharing_off" not in generation

@@ -228,8 +228,8 @@ def active(cache: GenerationCache | None) -> bool:
 
 
 def is_api_model(model) -> bool:
-    """Models that answer each request alone and report failures (``ApiGenerativeModel``)."""
-    return hasattr(model, "failures")
+    """Models that answer each request alone and report failures over a whole call (``ApiGenerativeModel``)."""
+    return bool(getattr(model, "answers_each_request_alone", False))
 
 
 # ---------------------------------------------------------------------------------------- cached computations

@@ -23,6 +23,7 @@ from medrival.methods.generation_cache import (
 from medrival.models.prefix_sharing import image_units
 
 YES_NO_OPTIONS = ("yes", "no")
+FAILED = "\x00medrival-failed\x00"  # marks a question the model refused (the message follows), in replies and cache
 
 
 @dataclass
@@ -146,14 +147,18 @@ def _generate_with_failures(model, images: list, prompts: list[str], limits: lis
     batches = generation_batches(images, limits, batch_size)
 
     def generate(rows: list[int]) -> list[str]:
-        return list(model.generate([images[i] for i in rows], [prompts[i] for i in rows],
-                                   max_new_tokens=[limits[i] for i in rows], batch_size=batch_size))
+        replies = list(model.generate([images[i] for i in rows], [prompts[i] for i in rows],
+                                      max_new_tokens=[limits[i] for i in rows], batch_size=batch_size))
+        for index, message in getattr(model, "failures", []):  # e.g. a prompt longer than the model's context
+            replies[index] = FAILED + message  # cached as such: the same question fails the same way again
+        return replies
 
     with live_progress.stage("generation batches", len(batches)):
         keys = answer_keys(model, images, prompts, limits) if active(cache) else [""] * len(prompts)
         replies = cached_batches(cache, "answer", keys, batches, generate, encode=str, decode=str,
                                  on_batch=live_progress.advance)
-    return replies, []
+    failures = [(row, reply[len(FAILED):]) for row, reply in enumerate(replies) if reply.startswith(FAILED)]
+    return ["" if reply.startswith(FAILED) else reply for reply in replies], failures
 
 
 def yes_probability(log_likelihoods: np.ndarray) -> np.ndarray:

@@ -18,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import inspect
+import time
 from functools import cached_property
 from typing import Any, Sequence
 
@@ -172,6 +173,7 @@ class GenerativeModel:
         self.load_options = LoadOptions()  # dtype / quantization / placement it was loaded with (set by the loader)
         self._model_class = type(model).__name__  # kept: wrapping self.model (peft) must not change the id
         # Each image's prefix is filled once for all its questions (False: every question in full, for comparison)
+        self.failures: list[tuple[int, str]] = []  # of the latest generate call: (question index, message)
         self.share_image_prefix = True
         # The K options of a question scored as continuations of one filled prompt (False: K full passes)
         self.one_pass_options = True
@@ -203,6 +205,22 @@ class GenerativeModel:
         if getattr(self.model, "hf_device_map", None) is None and not getattr(self.model, "is_quantized", False):
             self.model.to(device)
         return self
+
+    @property
+    def context_length(self) -> int | None:
+        """The most tokens the language model takes (prompt + reply), from its config; None when unstated."""
+        config = self.model.config
+        text = config.get_text_config() if hasattr(config, "get_text_config") else config
+        value = getattr(text, "max_position_embeddings", None)
+        return int(value) if isinstance(value, int) and value > 0 else None
+
+    def _too_long(self, length: int, limit: int) -> str | None:
+        """The per-question failure of a prompt of ``length`` tokens that cannot fit ``limit`` new ones."""
+        context = self.context_length
+        if context is None or length + limit <= context:
+            return None
+        return (f"the prompt is {length} tokens (image tokens included) and up to {limit} new tokens were asked, but "
+                f"the model takes at most {context} tokens; shorten the question or lower max_new_tokens")
 
     def num_parameters(self) -> int:
         return sum(p.numel() for p in self.model.parameters())
@@ -280,23 +298,52 @@ class GenerativeModel:
         count = _check_lengths(images=images, prompts=prompts)
         limits = _token_limits(max_new_tokens, count)
         texts = self._render(prompts)
-        if self.share_image_prefix:
-            return self._generate_shared(images, texts, limits, batch_size)
-        return self._generate_plain(images, texts, limits, batch_size)
+        self.failures = []  # of this call: (question index, message); those questions get ""
+        with self._timed():
+            if self.share_image_prefix:
+                return self._generate_shared(images, texts, limits, batch_size)
+            return self._generate_plain(images, texts, limits, batch_size)
 
-    def _generate_plain(self, images: list, texts: list[str], limits: list[int], batch_size: int) -> list[str]:
-        """Every question filled in full: batches of equal token limits, in input order."""
+    @contextlib.contextmanager
+    def _timed(self):
+        started = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.sharing_stats.seconds += time.perf_counter() - started
+
+    def _generate_plain(self, images: list, texts: list[str], limits: list[int], batch_size: int,
+                        names: list[int] | None = None) -> list[str]:
+        """Every question filled in full: batches of equal token limits, in input order. ``names``: each row's
+        index in the caller's questions (for ``failures``)."""
         count = len(texts)
         self.sharing_stats.questions += count
         replies: list[str] = [""] * count
+        fitting = self._fitting_rows(images, texts, limits, batch_size, names or list(range(count)))
         for limit in sorted(set(limits)):
-            rows = [i for i in range(count) if limits[i] == limit]
+            rows = [i for i in fitting if limits[i] == limit]
             for start in range(0, len(rows), batch_size):
                 chunk = rows[start:start + batch_size]
                 decoded = self._generate_batch([images[i] for i in chunk], [texts[i] for i in chunk], limit)
                 for row, reply in zip(chunk, decoded):
                     replies[row] = reply
         return replies
+
+    def _fitting_rows(self, images: list, texts: list[str], limits: list[int], batch_size: int,
+                      names: list[int]) -> list[int]:
+        """The rows whose prompt and reply fit the context; the others are recorded in ``failures`` under their
+        name in ``names`` (the caller's question index)."""
+        if self.context_length is None:
+            return list(range(len(texts)))
+        lengths = self._prompt_lengths(images, texts, batch_size)
+        fitting = []
+        for row, (length, limit) in enumerate(zip(lengths, limits)):
+            problem = self._too_long(length, limit)
+            if problem is None:
+                fitting.append(row)
+            else:
+                self.failures.append((names[row], problem))
+        return fitting
 
     def _generate_shared(self, images: list, texts: list[str], limits: list[int], batch_size: int) -> list[str]:
         """Questions grouped by image, each image's prefix filled once (``shared_generation``); images whose
@@ -317,7 +364,7 @@ class GenerativeModel:
         if plain:
             plain.sort()
             answers = self._generate_plain([images[row] for row in plain], [texts[row] for row in plain],
-                                           [limits[row] for row in plain], batch_size)
+                                           [limits[row] for row in plain], batch_size, names=plain)
             for row, answer in zip(plain, answers):
                 replies[row] = answer
         return replies
@@ -326,13 +373,22 @@ class GenerativeModel:
                                 replies: list[str]) -> list[int]:
         """Fill the groups' prefixes in one pass, then decode their questions by token limit; returns the rows
         left for the plain path (none unless the cache cannot be reused)."""
+        picks = []
+        for index, group in enumerate(groups):
+            for member, row in enumerate(group.rows):
+                problem = self._too_long(len(group.ids[member]), limits[row])
+                if problem is None:
+                    picks.append((index, member))
+                else:
+                    self.failures.append((row, problem))
+        if not picks:
+            return []
         with _evaluating(self.model):
             cache, deltas = fill_prefixes(self, groups)
             problem = cache_problem(cache, groups[0].prefix)
             if problem is not None:
                 self.sharing_stats.plain_reasons.add(problem)
-                return [row for group in groups for row in group.rows]
-            picks = [(index, member) for index, group in enumerate(groups) for member in range(len(group.rows))]
+                return [groups[g].rows[m] for g, m in picks]
             for limit in sorted({limits[groups[g].rows[m]] for g, m in picks}):
                 # length-grouped: questions of similar length share a batch (less padding); answers go back by row
                 chosen = sorted(((g, m) for g, m in picks if limits[groups[g].rows[m]] == limit),
@@ -366,12 +422,13 @@ class GenerativeModel:
         if count == 0:
             return np.zeros((0, width), dtype=np.float64)
         texts = self._render(prompts)
-        if self.one_pass_options:
-            continuations = self._continuations(texts, rows)
-            if continuations is not None:
-                return self._score_one_pass(images, texts, rows, continuations, batch_size)
-            self.sharing_stats.plain_reasons.add("an option's tokens depend on the prompt's last tokens")
-        return self._score_plain(images, texts, rows, batch_size)
+        with self._timed():
+            if self.one_pass_options:
+                continuations = self._continuations(texts, rows)
+                if continuations is not None:
+                    return self._score_one_pass(images, texts, rows, continuations, batch_size)
+                self.sharing_stats.plain_reasons.add("an option's tokens depend on the prompt's last tokens")
+            return self._score_plain(images, texts, rows, batch_size)
 
     def _continuations(self, texts: list[str], rows: list[list[str]]) -> list[list[list[int]]] | None:
         """Each option's token ids as the plain path scores them: the tokens of prompt + separator + option

@@ -46,6 +46,7 @@ class ApiGenerativeModel:
     family = "generative"
     supports_option_scores = False
     supports_training = False
+    answers_each_request_alone = True  # failures span a whole call: the method asks once over what is not cached
 
     def __init__(self, card: Any, client: ChatClient, *, max_consecutive_failures: Optional[int] = 20):
         self.card = card

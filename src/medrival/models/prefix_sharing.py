@@ -22,15 +22,22 @@ TOKEN_ALIGNED = ("input_ids", "attention_mask", "token_type_ids", "mm_token_type
 
 @dataclass
 class SharingStats:
-    """What prefix sharing did over a model's calls: read (and reset) by the method for its cost record."""
+    """What a model's generative calls did, for the cost record of the cell that made them: questions answered or
+    scored and the seconds spent, prefill tokens a plain pass would fill and those a shared prefix saved, the
+    engine, and why some questions took the plain path."""
 
+    engine: str = "transformers"
     questions: int = 0
+    seconds: float = 0.0
     prefill_tokens: int = 0  # tokens a plain pass would fill (prompt tokens of every question, or option rows)
     prefill_tokens_saved: int = 0  # of those, tokens taken from a shared prefix cache instead
     plain_reasons: set[str] = field(default_factory=set)  # why some questions took the plain path
 
     def as_cost(self) -> dict[str, Any]:
-        cost: dict[str, Any] = {"prefill_tokens": self.prefill_tokens,
+        cost: dict[str, Any] = {"engine": self.engine, "questions": self.questions,
+                                "seconds": round(self.seconds, 3),
+                                "questions_per_s": round(self.questions / self.seconds, 2) if self.seconds else None,
+                                "prefill_tokens": self.prefill_tokens,
                                 "prefill_tokens_saved": self.prefill_tokens_saved}
         if self.plain_reasons:
             cost["prefix_sharing_off"] = "; ".join(sorted(self.plain_reasons))

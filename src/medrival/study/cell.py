@@ -104,6 +104,11 @@ class CellContext:
             self.load_model_s += time.perf_counter() - started
         return self._model
 
+    @property
+    def loaded_model(self):
+        """The model now loaded (None before the first)."""
+        return self._model
+
     def model_for(self, cell: CellSpec):
         """The model of ``cell``, loaded in the precision and placement the cell carries."""
         from medrival.models.precision import LoadOptions
@@ -313,17 +318,30 @@ def _run_skipping_undecodable(run, cell: CellSpec, context: CellContext):
     return run(cell, context)
 
 
+def generation_facts(context: CellContext) -> dict:
+    """``{"generation": {...}}`` when the loaded model generated or scored text since the last call (engine,
+    questions/s, prefill tokens saved by shared prefixes, why any question took the plain path); the tally is
+    reset."""
+    model = context.loaded_model
+    stats = getattr(model, "sharing_stats", None)
+    if stats is None:
+        return {}
+    model.sharing_stats = type(stats)(engine=stats.engine)
+    return {"generation": stats.as_cost()} if stats.questions else {}
+
+
 def execute_cell(cell: CellSpec, context: CellContext) -> tuple[CellRecord, pd.DataFrame | None]:
     """Run one cell; any exception becomes a failed record (the study goes on)."""
     started_at, started = utc_now(), time.perf_counter()
     task = dataset_registry().get(cell.dataset).info.task
     run = _run_vqa if task is TaskKind.VQA else _run_classification
+    generation_facts(context)  # a tally left by an earlier cell on the same model is not this cell's
     try:
         with PeakMemory() as peak:
             metrics, facts, frame = _run_skipping_undecodable(run, cell, context)
     except Exception as error:  # noqa: BLE001 - a cell's failure is data, not a crash of the study
         return failure_record(cell, error, started_at, time.perf_counter() - started), None
-    cost = {"wall_s": time.perf_counter() - started, **facts, **peak.as_dict()}
+    cost = {"wall_s": time.perf_counter() - started, **facts, **peak.as_dict(), **generation_facts(context)}
     if context.model_dtype is not None:
         cost["dtype"] = context.model_dtype
     record = CellRecord(cell_id(cell), describe_cell(cell), "done", metrics, cost, capture(cell.seed),
