@@ -41,6 +41,8 @@ def create_model(name_or_card: str | ModelCard, weights: str | Path | None = Non
                                quantization, device_map, max_memory)
     if card.source.kind == API_KIND:
         return _api_model(card, weights)
+    if options.engine == "vllm":
+        return _vllm_model(card, weights, options)
     if card.family == "generative":
         check_quantization(card.id, options)  # before any file is read: CUDA + bitsandbytes, or a clear error
         return _generative(card, weights, options)
@@ -157,6 +159,19 @@ def _generative_from_hub(card: ModelCard, options: LoadOptions):
     # Named again after loading: only now does the cache surely hold the files, and so the commit they came from.
     model._weights_id = hub_weights_id(card)
     return model
+
+
+def _vllm_model(card: ModelCard, weights: str | Path | None, options: LoadOptions):
+    """A generative card answered by a vLLM server: the server holds the weights (a checkpoint the card names, or
+    the folder given as weights, which the server must be serving)."""
+    if card.family != "generative":
+        raise ConfigError(f"model {card.id!r}: engine: vllm serves generative models only; {card.id!r} is "
+                          f"{card.family}. Remove engine: vllm from its model_options.")
+    from medrival.models.vllm_engine import load_vllm_model
+    from medrival.models.vllm_server import VLLMSettings
+
+    checkpoint = str(weights) if weights is not None else card.source.name
+    return load_vllm_model(card, VLLMSettings.from_mapping(options.server), checkpoint)
 
 
 # ----------------------------------------------------------------------------------------------- API models

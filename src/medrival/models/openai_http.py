@@ -109,17 +109,22 @@ def _retry_after(headers) -> Optional[float]:
 class ChatClient:
     """POSTs one-turn chats to ``{base_url}/chat/completions`` and returns the reply text."""
 
-    def __init__(self, base_url: str, model: str, *, api_key_env: str = DEFAULT_KEY_ENV, timeout_s: float = 60.0,
-                 retry: RetryPolicy = RetryPolicy()):
+    def __init__(self, base_url: str, model: str, *, api_key_env: str | None = DEFAULT_KEY_ENV,
+                 timeout_s: float = 60.0, retry: RetryPolicy = RetryPolicy()):
+        """``api_key_env`` None: the server checks no key and none is sent (a local vLLM server)."""
         if not isinstance(model, str) or not model.strip():
             raise MedrivalError(f"model must be the API's model name (e.g. gpt-4o-mini); got {model!r}.")
         if isinstance(timeout_s, bool) or not isinstance(timeout_s, (int, float)) or timeout_s <= 0:
             raise MedrivalError(f"timeout_s must be a positive number of seconds; got {timeout_s!r}.")
         self.endpoint = check_base_url(base_url) + "/chat/completions"
-        self.model, self.api_key_env = model.strip(), check_key_env_name(api_key_env)
+        self.model = model.strip()
+        self.api_key_env = None if api_key_env is None else check_key_env_name(api_key_env)
         self.timeout_s, self.retry = float(timeout_s), retry
-        api_key(self.api_key_env)  # fail now, before a study starts, not on the first question
+        self._key()  # fail now, before a study starts, not on the first question
         self._opener = urllib.request.build_opener(_NoRedirects())
+
+    def _key(self) -> str:
+        return "" if self.api_key_env is None else api_key(self.api_key_env)
 
     def __repr__(self) -> str:
         return f"ChatClient(endpoint={self.endpoint!r}, model={self.model!r}, api_key_env={self.api_key_env!r})"
@@ -130,14 +135,19 @@ class ChatClient:
 
         ``stop``: when set by another thread, waiting between retries ends and the request is abandoned.
         """
-        payload = {"model": self.model, "messages": [{"role": "user", "content": content}],
-                   "temperature": temperature, "max_tokens": int(max_tokens)}
-        body = json.dumps(payload).encode("utf-8")
+        payload = {"messages": [{"role": "user", "content": content}], "temperature": temperature,
+                   "max_tokens": int(max_tokens)}
+        return _redact(_reply_text(self.request(payload, stop), self.endpoint), self._key())
+
+    def request(self, payload: dict, stop: Optional[threading.Event] = None) -> Any:
+        """The parsed JSON answer to one chat-completion ``payload`` (the model name is added), retried as
+        ``self.retry`` says; ``stop`` as in ``complete``."""
+        body = json.dumps({"model": self.model, **payload}).encode("utf-8")
         waiter = stop if stop is not None else threading.Event()  # an Event nobody sets: wait() is a sleep
         attempts, attempt = self.retry.max_retries + 1, 0
         while True:
             try:
-                return _redact(_reply_text(self._post_once(body), self.endpoint), api_key(self.api_key_env))
+                return self._post_once(body)
             except ApiError as error:
                 if not error.retryable:
                     raise
@@ -150,9 +160,11 @@ class ChatClient:
                     raise ApiError(f"request to {self.endpoint} abandoned: the run was stopped") from None
 
     def _post_once(self, body: bytes) -> Any:
-        key = api_key(self.api_key_env)  # read per request: the key is never kept on the object
-        request = urllib.request.Request(self.endpoint, data=body, method="POST", headers={
-            "Content-Type": "application/json", "Accept": "application/json", "Authorization": f"Bearer {key}"})
+        key = self._key()  # read per request: the key is never kept on the object
+        headers = {"Content-Type": "application/json", "Accept": "application/json"}
+        if key:
+            headers["Authorization"] = f"Bearer {key}"
+        request = urllib.request.Request(self.endpoint, data=body, method="POST", headers=headers)
         try:
             with self._opener.open(request, timeout=self.timeout_s) as response:
                 raw = response.read()

@@ -74,17 +74,26 @@ class LoadOptions:
     device_map: Any = None
     max_memory: Any = None
     device: str = "cpu"  # where the model will run (4-bit weights are placed there at load); in no id
+    engine: str = "transformers"  # or "vllm": generation served by a vLLM server
+    server: Any = None  # the vLLM server's settings (url, command, ...; medrival.models.vllm_server); in no id
 
     @property
     def identity(self) -> dict | None:
-        """What changes numbers (dtype, quantization): None for plain fp32, so older ids and caches stay valid."""
+        """What changes numbers (dtype, quantization, another engine): None for plain fp32 in transformers, so
+        older ids and caches stay valid. A vLLM model's precision is the server's business: its identity is the
+        engine alone."""
+        if self.engine != "transformers":
+            return {"engine": self.engine}
         if self.dtype == "fp32" and self.quantization is None:
             return None
         return {"dtype": self.dtype, **({"quantization": self.quantization} if self.quantization else {})}
 
     @property
     def placement(self) -> dict | None:
-        """Where the weights go (not part of any id); None when the model is moved whole to the study's device."""
+        """Where the weights go, or the server that holds them (not part of any id); None when the model is moved
+        whole to the study's device."""
+        if self.server is not None:
+            return {"server": self.server}
         if self.device_map is None and self.max_memory is None:
             return None
         return {"device_map": self.device_map, "max_memory": self.max_memory}
@@ -108,7 +117,8 @@ class LoadOptions:
             where["max_memory"] = {int(k) if str(k).isdigit() else k: v for k, v in where["max_memory"].items()}
         return cls(dtype=identity.get("dtype", "fp32"), quantization=identity.get("quantization"),
                    device_map=where.get("device_map"), max_memory=where.get("max_memory"),
-                   device=resolve_device(device) if identity.get("quantization") else device)
+                   device=resolve_device(device) if identity.get("quantization") else device,
+                   engine=identity.get("engine", "transformers"), server=where.get("server"))
 
 
 def _thaw(value: Any) -> Any:
@@ -122,8 +132,11 @@ def _thaw(value: Any) -> Any:
 
 
 def load_options(dtype: str | None, device: str, quantization: str | None = None, device_map: Any = None,
-                 max_memory: Any = None) -> LoadOptions:
-    """Resolved options for ``device`` (4-bit computes in bf16 on a GPU that has it, else fp16)."""
+                 max_memory: Any = None, engine: str | None = None, server: Any = None) -> LoadOptions:
+    """Resolved options for ``device`` (4-bit computes in bf16 on a GPU that has it, else fp16); ``engine``
+    "vllm" with its ``server`` settings hands the model to a vLLM server."""
+    if engine == "vllm":
+        return LoadOptions(engine="vllm", server=dict(server or {}))
     device = resolve_device(device)
     resolved = resolve_dtype(dtype, device)
     if quantization is not None and quantization not in QUANTIZATIONS:

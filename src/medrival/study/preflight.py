@@ -44,6 +44,9 @@ def weights_problems(spec, models: Iterable[str] | None = None, offline: bool | 
             card = get_card(model)
         except UnknownNameError:
             continue  # the name check reports it, with a did-you-mean
+        options = spec.model_options.get(model)
+        if options is not None and options.engine == "vllm":
+            continue  # the vLLM server holds the weights
         given = spec.weights.get(model)
         status = weights_status(card, given)
         if status.state in ("shipped", "local", "cached", "api"):
@@ -112,9 +115,9 @@ def memory_problems(spec, models: Iterable[str] | None = None, available=None) -
             card = get_card(model)
         except UnknownNameError:
             continue
-        if card.source.kind == "openai-api":
-            continue
         options = model_load_options(spec, model)
+        if card.source.kind == "openai-api" or options.engine == "vllm":
+            continue  # the weights are on the server
         try:
             check_quantization(model, options)
         except MedrivalError as error:

@@ -216,10 +216,42 @@ class AnswerExtractorSpec(ChatEndpointSpec):
 Dtype = Literal["auto", "bf16", "fp16", "fp32"]
 
 
+class VLLMOptions(BaseModel):
+    """The vLLM server of a model with ``engine: vllm`` (see medrival.models.vllm_server)."""
+
+    model_config = ConfigDict(extra="forbid")
+    url: str = Field("http://127.0.0.1:8000/v1", description="The server's OpenAI-compatible base URL (loopback "
+                                                            "by default).")
+    command: str | None = Field(None, description="Run when nothing answers at url, e.g. '/opt/vllm/bin/vllm serve "
+                                                  "llava-hf/llava-1.5-7b-hf --host 127.0.0.1 --port 8000'; stopped "
+                                                  "when medrival exits. None: connect only.")
+    served_model: str | None = Field(None, description="The model name the server serves (default: the card's "
+                                                       "checkpoint, or the one model it serves).")
+    concurrency: int = Field(16, ge=1, le=1024, description="Requests in flight.")
+    start_timeout_s: float = Field(900.0, gt=0, description="Seconds a started server has to answer.")
+    request_timeout_s: float = Field(300.0, gt=0, description="Seconds one request may take.")
+    api_key_env: str | None = Field(None, description="Environment variable holding the server's --api-key "
+                                                      "(None: no key is sent).")
+
+    @field_validator("url")
+    @classmethod
+    def _http_url(cls, value: str) -> str:
+        from medrival.core.cards import check_base_url
+
+        try:
+            return check_base_url(value)
+        except ConfigError as error:
+            raise ValueError(str(error)) from None
+
+
 class ModelOptions(BaseModel):
     """How one model of a study is loaded: its precision and, for transformers models, where its weights go."""
 
     model_config = ConfigDict(extra="forbid")
+    engine: Literal["transformers", "vllm"] | None = Field(
+        None, description="transformers (default: in this process) or vllm (a generative model answered by a vLLM "
+                          "server in its own environment; see vllm:).")
+    vllm: VLLMOptions | None = Field(None, description="With engine: vllm, where the server is and how to start it.")
     dtype: Dtype | None = Field(
         None, description="auto | bf16 | fp16 | fp32 for this model (default: the study's dtype). auto: bf16 on a "
                           "CUDA GPU with bf16 support, fp16 on an older GPU, fp32 on CPU and MPS.")
@@ -230,6 +262,15 @@ class ModelOptions(BaseModel):
                           "GPUs and the CPU) or a module -> device mapping.")
     max_memory: dict[int | str, str] | None = Field(
         None, description="Most memory per device for device_map, e.g. {0: 20GiB, cpu: 64GiB}.")
+
+    @model_validator(mode="after")
+    def _engine_settings(self) -> "ModelOptions":
+        if self.engine == "vllm" and (self.quantization or self.device_map is not None or self.max_memory):
+            raise ValueError("engine: vllm runs the model on the vLLM server: quantization, device_map and "
+                             "max_memory are the server's options (put them in vllm.command)")
+        if self.vllm is not None and self.engine != "vllm":
+            raise ValueError("vllm: settings apply with engine: vllm only; add engine: vllm or remove vllm:")
+        return self
 
     @field_validator("max_memory")
     @classmethod
@@ -532,8 +573,9 @@ def model_load_options(spec: StudySpec, model: str):
     except UnknownNameError:
         pass  # the name check reports it
     options = spec.model_options.get(model) or ModelOptions()
+    server = (options.vllm or VLLMOptions()).model_dump() if options.engine == "vllm" else None
     return load_options(options.dtype or spec.dtype, spec.device, options.quantization, options.device_map,
-                        options.max_memory)
+                        options.max_memory, engine=options.engine, server=server)
 
 
 def _cell_loading(spec: StudySpec, model: str) -> tuple[Any, str | None]:
