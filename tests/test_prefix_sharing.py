@@ -136,5 +136,6 @@ methods: [{name: vqa_zero_shot, config: {batch_size: 8}}]
     record = ResultStore(tmp_path / "store").records()[0]
     generation = record.cost["generation"]
     assert generation["engine"] == "transformers" and generation["questions"] > 0
+    assert generation["attention"] == "sdpa"  # transformers' scaled-dot-product attention, the default
     assert generation["questions_per_s"] > 0 and 0 < generation["prefill_tokens_saved"] < generation["prefill_tokens"]
     assert "prefix_sharing_off" not in generation

@@ -177,7 +177,7 @@ class GenerativeModel:
         self.share_image_prefix = True
         # The K options of a question scored as continuations of one filled prompt (False: K full passes)
         self.one_pass_options = True
-        self.sharing_stats = SharingStats()
+        self.sharing_stats = SharingStats(attention=getattr(model.config, "_attn_implementation", None))
         tokenizer = processor.tokenizer
         if tokenizer.pad_token is None:
             # Batching needs a pad token; padded positions are masked out, so eos can serve (usual for Llama).
@@ -321,7 +321,8 @@ class GenerativeModel:
         replies: list[str] = [""] * count
         fitting = self._fitting_rows(images, texts, limits, batch_size, names or list(range(count)))
         for limit in sorted(set(limits)):
-            rows = [i for i in fitting if limits[i] == limit]
+            # length-grouped (by rendered length): less padding per batch; replies go back by row
+            rows = sorted((i for i in fitting if limits[i] == limit), key=lambda i: len(texts[i]))
             for start in range(0, len(rows), batch_size):
                 chunk = rows[start:start + batch_size]
                 decoded = self._generate_batch([images[i] for i in chunk], [texts[i] for i in chunk], limit)
@@ -484,13 +485,15 @@ class GenerativeModel:
             if problem is not None:
                 self.sharing_stats.plain_reasons.add(problem)
                 return [row for group in groups for row in group.rows]
-            filled = fill_prompts(self, groups, cache, deltas)
-            order = [row for group in groups for row in group.rows]
-            per_batch = max(1, batch_size // width)
-            for start in range(0, len(order), per_batch):
-                part = list(range(start, min(start + per_batch, len(order))))
-                values = option_logprobs(self, filled, part, [continuations[order[i]] for i in part])
-                scores[[order[i] for i in part]] = values
+            picks = sorted(((g, m) for g, group in enumerate(groups) for m in range(len(group.rows))),
+                           key=lambda pick: len(groups[pick[0]].ids[pick[1]]))  # length-grouped
+            per_batch = max(1, batch_size // width)  # prompts whose K options make one batch of ~batch_size rows
+            for start in range(0, len(picks), per_batch):  # filled a batch at a time: memory as a plain batch
+                part = picks[start:start + per_batch]
+                filled = fill_prompts(self, groups, cache, deltas, part)
+                rows = [groups[g].rows[m] for g, m in part]
+                scores[rows] = option_logprobs(self, filled, list(range(len(part))),
+                                               [continuations[row] for row in rows])
         saved_prompt = sum((len(group.rows) - 1) * group.prefix for group in groups)
         saved_options = (width - 1) * sum(len(ids) for group in groups for ids in group.ids)
         self.sharing_stats.prefill_tokens_saved += width * saved_prompt + saved_options

@@ -27,14 +27,20 @@ class SharingStats:
     engine, and why some questions took the plain path."""
 
     engine: str = "transformers"
+    attention: str | None = None  # the attention kernel (sdpa, eager ...) of a transformers model
     questions: int = 0
     seconds: float = 0.0
     prefill_tokens: int = 0  # tokens a plain pass would fill (prompt tokens of every question, or option rows)
     prefill_tokens_saved: int = 0  # of those, tokens taken from a shared prefix cache instead
     plain_reasons: set[str] = field(default_factory=set)  # why some questions took the plain path
 
+    def fresh(self) -> "SharingStats":
+        """An empty tally for the same engine."""
+        return SharingStats(engine=self.engine, attention=self.attention)
+
     def as_cost(self) -> dict[str, Any]:
-        cost: dict[str, Any] = {"engine": self.engine, "questions": self.questions,
+        cost: dict[str, Any] = {"engine": self.engine, **({"attention": self.attention} if self.attention else {}),
+                                "questions": self.questions,
                                 "seconds": round(self.seconds, 3),
                                 "questions_per_s": round(self.questions / self.seconds, 2) if self.seconds else None,
                                 "prefill_tokens": self.prefill_tokens,

@@ -145,9 +145,9 @@ class FilledPrompts:
     extra_names: list[str]
 
 
-def fill_prompts(model, groups: list[ImageGroup], cache, deltas) -> FilledPrompts:
-    """Every question of ``groups`` filled from its image's prefix row of ``cache`` in one forward pass."""
-    picks = [(index, member) for index, group in enumerate(groups) for member in range(len(group.rows))]
+def fill_prompts(model, groups: list[ImageGroup], cache, deltas, picks: list[tuple[int, int]]) -> FilledPrompts:
+    """The questions ``picks`` ((group, member) pairs) filled from their images' prefix rows of ``cache`` in one
+    forward pass, in that order."""
     cache_rows = [g for g, _ in picks]
     ids, mask, extras = middle_padded_rows(model, groups, picks)
     length = groups[0].prefix

@@ -326,7 +326,7 @@ def generation_facts(context: CellContext) -> dict:
     stats = getattr(model, "sharing_stats", None)
     if stats is None:
         return {}
-    model.sharing_stats = type(stats)(engine=stats.engine)
+    model.sharing_stats = stats.fresh()
     return {"generation": stats.as_cost()} if stats.questions else {}
 
 
