@@ -3,9 +3,10 @@
 Every conversation is rendered with the checkpoint's own chat template: one user turn holding the image and the
 prompt, then the assistant's reply. Three uses share that rendering:
 
-- ``generate``: greedy decoding of the reply, batched with left padding (new tokens follow every row's prompt).
-- ``score_options``: the log-likelihood of each candidate answer as the beginning of the reply, so a generative
-  model can be scored as a classifier (with a real AUROC).
+- ``generate``: greedy decoding of the reply. By default questions are grouped by image and each image's prefix
+  is filled once (``shared_generation``); the plain path batches whole prompts with left padding.
+- ``score_options`` (``option_scoring``): the log-likelihood of each candidate answer as the beginning of the
+  reply, so a generative model can be scored as a classifier (with a real AUROC).
 - ``training_batch`` / ``loss``: the reply (answer + end-of-turn token) is the only supervised part; prompt,
   image and template tokens and padding carry the ignore label -100.
 
@@ -20,17 +21,16 @@ import hashlib
 import inspect
 import time
 from functools import cached_property
-from typing import Any, Sequence
-
-import numpy as np
+from typing import Any
 
 from medrival.core.errors import DataError, MedrivalError
 from medrival.models.checkpointing import set_transformers_checkpointing
+from medrival.models.generative_inputs import as_images, check_lengths, evaluating, padding_side, token_limits
+from medrival.models.option_scoring import OptionScoring
 from medrival.models.precision import LoadOptions, from_pretrained_kwargs
 from medrival.models.prefix_sharing import SharingStats, cache_problem, group_rows, image_key, pack_groups
 from medrival.models.preprocessing import check_texts
-from medrival.models.shared_generation import (encode_group, fill_prefixes, fill_prompts, generate_chunk,
-                                                option_logprobs)
+from medrival.models.shared_generation import encode_group, fill_prefixes, generate_chunk
 
 __all__ = ["GenerativeModel", "load_generative_model"]
 
@@ -46,120 +46,8 @@ _GROUP_CANDIDATES = {
 }
 
 
-# ------------------------------------------------------------------------------------------------ input checks
-def _as_images(images) -> list:
-    """uint8 N x H x W x 3 array or list of H x W x 3 arrays (or PIL images) -> list of RGB PIL images."""
-    from PIL import Image
-
-    if isinstance(images, np.ndarray) and images.ndim != 4:
-        raise DataError(f"images must be a uint8 array N x H x W x 3 or a list of H x W x 3 arrays; got an array "
-                        f"of shape {images.shape}.")
-    if isinstance(images, (str, bytes)) or not hasattr(images, "__len__"):
-        raise DataError(f"images must be a uint8 array N x H x W x 3 or a list of H x W x 3 arrays; got "
-                        f"{type(images).__name__}.")
-    result = []
-    for index, image in enumerate(images):
-        if isinstance(image, Image.Image):
-            result.append(image.convert("RGB"))
-            continue
-        image = np.asarray(image)
-        if image.ndim != 3 or image.shape[-1] != 3 or image.dtype != np.uint8:
-            raise DataError(f"image {index} has shape {image.shape} and dtype {image.dtype}; expected an RGB "
-                            "uint8 array H x W x 3 (convert grey images with np.repeat(x[..., None], 3, -1)).")
-        result.append(Image.fromarray(image))
-    return result
-
-
-def _check_lengths(**named: Sequence) -> int:
-    """The common length of the named sequences, or ``DataError`` naming them all."""
-    lengths = {name: len(values) for name, values in named.items()}
-    if len(set(lengths.values())) > 1:
-        given = ", ".join(f"{count} {name}" for name, count in lengths.items())
-        raise DataError(f"got {given}; each image needs exactly one of each (same lengths, same order).")
-    return next(iter(lengths.values()))
-
-
-def _token_limits(max_new_tokens, count: int) -> list[int]:
-    """``max_new_tokens`` as one positive int per prompt."""
-    limits = [max_new_tokens] * count if isinstance(max_new_tokens, (int, np.integer)) else list(max_new_tokens)
-    if len(limits) != count:
-        raise DataError(f"max_new_tokens has {len(limits)} values for {count} prompts; give one int for all or "
-                        "one per prompt.")
-    if not all(isinstance(v, (int, np.integer)) and not isinstance(v, bool) and v >= 1 for v in limits):
-        raise DataError(f"max_new_tokens must be positive integers; got {max_new_tokens!r}.")
-    return [int(v) for v in limits]
-
-
-def _option_rows(options, count: int) -> list[list[str]]:
-    """``options`` (one list of K strings for all prompts, or N lists of K strings) as N lists of K strings."""
-    if isinstance(options, (str, bytes)) or not hasattr(options, "__iter__"):
-        raise DataError(f"options must be a list of strings (or one list per prompt); got {type(options).__name__}.")
-    options = list(options)
-    if not options:
-        raise DataError("options is empty; give at least one answer option (e.g. ['yes', 'no']).")
-    if all(isinstance(o, str) for o in options):
-        rows = [options] * count
-    elif all(not isinstance(o, (str, bytes)) and hasattr(o, "__iter__") for o in options):
-        rows = [list(row) for row in options]
-        if len(rows) != count:
-            raise DataError(f"options holds {len(rows)} lists for {count} prompts; give one list for all prompts "
-                            "or one list per prompt.")
-    else:
-        raise DataError("options must be a list of strings or a list of lists of strings, not a mix.")
-    widths = {len(row) for row in rows}
-    if 0 in widths:
-        raise DataError("some prompt has an empty list of options; give at least one answer option per prompt.")
-    if len(widths) > 1:
-        raise DataError(f"every prompt needs the same number of options; got {sorted(widths)}.")
-    for index, row in enumerate(rows):
-        if not all(isinstance(o, str) and o.strip() for o in row):
-            raise DataError(f"options for prompt {index} must be non-empty strings; got {row!r}.")
-    return rows
-
-
-@contextlib.contextmanager
-def _padding_side(tokenizer, side: str):
-    """Pad on ``side`` for one call: generation needs left padding, teacher forcing right padding."""
-    previous = tokenizer.padding_side
-    tokenizer.padding_side = side
-    try:
-        yield
-    finally:
-        tokenizer.padding_side = previous
-
-
-def _continuation_logprobs(logits, input_ids, first_position: int, starts, ends):
-    """Sum over rows of log p(token t | tokens < t) for t in [starts[r], ends[r]).
-
-    ``logits`` holds the positions from ``first_position`` on; the logit predicting token t sits at t - 1.
-    """
-    import torch
-
-    logprobs = torch.log_softmax(logits.float(), dim=-1)
-    totals = []
-    for row, (start, end) in enumerate(zip(starts, ends)):
-        targets = input_ids[row, start:end]
-        rows = logprobs[row, start - 1 - first_position:end - 1 - first_position]
-        totals.append(rows.gather(-1, targets[:, None]).sum().item())
-    return totals
-
-
-@contextlib.contextmanager
-def _evaluating(model):
-    """Eval mode (no dropout) for inference, restoring the caller's mode: methods evaluate mid-training."""
-    import torch
-
-    was_training = model.training
-    model.eval()
-    try:
-        with torch.inference_mode():
-            yield
-    finally:
-        model.train(was_training)
-
-
 # ------------------------------------------------------------------------------------------------- the adapter
-class GenerativeModel:
+class GenerativeModel(OptionScoring):
     """An image-text-to-text model with its processor, behind medrival's generative protocol."""
 
     family = "generative"
@@ -271,7 +159,7 @@ class GenerativeModel:
         # One list of images per text: processors that allow several images per prompt (Gemma 3's) read a flat
         # list as all the images of ONE prompt and reject a batch; LLaVA's and Qwen2-VL's accept both layouts.
         nested = [[image] for image in images]
-        with _padding_side(tokenizer, side):
+        with padding_side(tokenizer, side):
             encoded = self.processor(images=nested, text=texts, padding=True, return_tensors="pt",
                                      add_special_tokens=add_special)
         dtype, device = next(self.model.parameters()).dtype, self.device
@@ -294,9 +182,9 @@ class GenerativeModel:
         ``max_new_tokens`` may be one value per prompt; prompts sharing a value are batched together, so a
         batch decodes with one limit, and results come back in input order.
         """
-        images, prompts = _as_images(images), check_texts(prompts)
-        count = _check_lengths(images=images, prompts=prompts)
-        limits = _token_limits(max_new_tokens, count)
+        images, prompts = as_images(images), check_texts(prompts)
+        count = check_lengths(images=images, prompts=prompts)
+        limits = token_limits(max_new_tokens, count)
         texts = self._render(prompts)
         self.failures = []  # of this call: (question index, message); those questions get ""
         with self._timed():
@@ -384,7 +272,7 @@ class GenerativeModel:
                     self.failures.append((row, problem))
         if not picks:
             return []
-        with _evaluating(self.model):
+        with evaluating(self.model):
             cache, deltas = fill_prefixes(self, groups)
             problem = cache_problem(cache, groups[0].prefix)
             if problem is not None:
@@ -405,133 +293,12 @@ class GenerativeModel:
         tokenizer = self.processor.tokenizer
         # Left padding puts every row's last prompt token at the end, where decoding continues.
         encoded = self._encode(images, texts, "left")
-        with _evaluating(self.model):
+        with evaluating(self.model):
             # Greedy, whatever the checkpoint's generation config suggests (sampling, beams).
             output = self.model.generate(**encoded, max_new_tokens=limit, do_sample=False, num_beams=1,
                                          pad_token_id=tokenizer.pad_token_id)
         new_tokens = output[:, encoded["input_ids"].shape[1]:]
         return [text.strip() for text in tokenizer.batch_decode(new_tokens, skip_special_tokens=True)]
-
-    def score_options(self, images, prompts: list[str], options, *, batch_size: int = 16) -> np.ndarray:
-        """N x K float64: log p(option k | image i, prompt i) summed over the option's tokens, as the start of
-        the assistant's reply. ``options``: K strings for every prompt, or N lists of K strings."""
-        images, prompts = _as_images(images), check_texts(prompts)
-        count = _check_lengths(images=images, prompts=prompts)
-        options = list(options) if hasattr(options, "__iter__") and not isinstance(options, (str, bytes)) else options
-        rows = _option_rows(options, count)
-        width = len(rows[0]) if rows else len(options)  # N = 0 still gives N x K
-        if count == 0:
-            return np.zeros((0, width), dtype=np.float64)
-        texts = self._render(prompts)
-        with self._timed():
-            if self.one_pass_options:
-                continuations = self._continuations(texts, rows)
-                if continuations is not None:
-                    return self._score_one_pass(images, texts, rows, continuations, batch_size)
-                self.sharing_stats.plain_reasons.add("an option's tokens depend on the prompt's last tokens")
-            return self._score_plain(images, texts, rows, batch_size)
-
-    def _continuations(self, texts: list[str], rows: list[list[str]]) -> list[list[list[int]]] | None:
-        """Each option's token ids as the plain path scores them: the tokens of prompt + separator + option
-        beyond the prompt's own (the tokenizer splits at the image's special tokens, so the text after them
-        tokenizes alike with or without the image expanded). None when a prompt's tokens are not a prefix of
-        its continued text's (a merge across the boundary)."""
-        tokenizer = self.processor.tokenizer
-        separator, _ = self._reply_format
-        bos = tokenizer.bos_token
-        special = not (bos and texts[0].startswith(bos))
-        prompts = tokenizer(texts, add_special_tokens=special)["input_ids"]
-        full = tokenizer([text + separator + option for text, options in zip(texts, rows) for option in options],
-                         add_special_tokens=special)["input_ids"]
-        width, result = len(rows[0]), []
-        for index, prompt in enumerate(prompts):
-            options = [ids[len(prompt):] for ids in full[index * width:(index + 1) * width]]
-            if any(not tokens for tokens in options):
-                raise DataError("an answer option added no tokens after the prompt; options must be non-empty text.")
-            if any(ids[:len(prompt)] != prompt for ids in full[index * width:(index + 1) * width]):
-                return None
-            result.append(options)
-        return result
-
-    def _score_one_pass(self, images: list, texts: list[str], options: list[list[str]], continuations,
-                        batch_size: int) -> np.ndarray:
-        """Each prompt filled once (its image's prefix shared), its K options scored as continuations of that
-        cache in batches of about ``batch_size`` (prompt, option) rows."""
-        width = len(continuations[0])
-        scores = np.zeros((len(texts), width), dtype=np.float64)
-        plain: list[int] = []
-        for chunk in pack_groups(group_rows([image_key(image) for image in images]), max(1, batch_size)):
-            groups = [encode_group(self, images[rows[0]], [texts[row] for row in rows], rows) for rows in chunk]
-            for group in groups:
-                self.sharing_stats.prefill_tokens += width * sum(len(ids) for ids in group.ids)
-                if group.prefix is None:
-                    plain.extend(group.rows)
-                    self.sharing_stats.plain_reasons.add(group.reason)
-            for length in sorted({group.prefix for group in groups if group.prefix is not None}):
-                members = [group for group in groups if group.prefix == length]
-                plain.extend(self._score_from_prefixes(members, continuations, batch_size, scores))
-        self.sharing_stats.questions += len(texts) - len(plain)
-        if plain:
-            plain.sort()
-            scores[plain] = self._score_plain([images[row] for row in plain], [texts[row] for row in plain],
-                                              [options[row] for row in plain], batch_size)
-        return scores
-
-    def _score_from_prefixes(self, groups: list, continuations, batch_size: int, scores: np.ndarray) -> list[int]:
-        width = len(continuations[0])
-        with _evaluating(self.model):
-            cache, deltas = fill_prefixes(self, groups)
-            problem = cache_problem(cache, groups[0].prefix)
-            if problem is not None:
-                self.sharing_stats.plain_reasons.add(problem)
-                return [row for group in groups for row in group.rows]
-            picks = sorted(((g, m) for g, group in enumerate(groups) for m in range(len(group.rows))),
-                           key=lambda pick: len(groups[pick[0]].ids[pick[1]]))  # length-grouped
-            per_batch = max(1, batch_size // width)  # prompts whose K options make one batch of ~batch_size rows
-            for start in range(0, len(picks), per_batch):  # filled a batch at a time: memory as a plain batch
-                part = picks[start:start + per_batch]
-                filled = fill_prompts(self, groups, cache, deltas, part)
-                rows = [groups[g].rows[m] for g, m in part]
-                scores[rows] = option_logprobs(self, filled, list(range(len(part))),
-                                               [continuations[row] for row in rows])
-        saved_prompt = sum((len(group.rows) - 1) * group.prefix for group in groups)
-        saved_options = (width - 1) * sum(len(ids) for group in groups for ids in group.ids)
-        self.sharing_stats.prefill_tokens_saved += width * saved_prompt + saved_options
-        return []
-
-    def _score_plain(self, images: list, texts: list[str], rows: list[list[str]], batch_size: int) -> np.ndarray:
-        """K passes: every (prompt, option) pair filled in full."""
-        count, width = len(texts), len(rows[0]) if rows else 0
-        separator, _ = self._reply_format
-        self.sharing_stats.questions += count
-        starts = self._prompt_lengths(images, texts, batch_size)
-        pairs = [(i, k) for i in range(count) for k in range(width)]
-        scores = np.zeros((count, width), dtype=np.float64)
-        for begin in range(0, len(pairs), batch_size):
-            chunk = pairs[begin:begin + batch_size]
-            values = self._score_batch([images[i] for i, _ in chunk],
-                                       [texts[i] + separator + rows[i][k] for i, k in chunk],
-                                       [starts[i] for i, _ in chunk])
-            for (i, k), value in zip(chunk, values):
-                scores[i, k] = value
-        return scores
-
-    def _score_batch(self, images: list, texts: list[str], starts: list[int]) -> list[float]:
-        import torch
-
-        # Right padding keeps every real token at its unpadded position, so scores do not depend on batching.
-        encoded = self._encode(images, texts, "right")
-        ends = [int(n) for n in encoded["attention_mask"].sum(1).tolist()]
-        if any(end <= start for start, end in zip(starts, ends)):
-            raise DataError("an answer option added no tokens after the prompt; options must be non-empty text.")
-        first, extra = 0, {}
-        if self._keeps_some_logits:
-            # Logits only where options are predicted: vocabulary x sequence logits of a real model are GBs.
-            first = min(starts) - 1
-            extra["logits_to_keep"] = torch.arange(first, max(ends) - 1, device=self.device)
-        with _evaluating(self.model):
-            logits = self.model(**encoded, **extra).logits
-            return _continuation_logprobs(logits, encoded["input_ids"], first, starts, ends)
 
     @property
     def _keeps_some_logits(self) -> bool:
@@ -542,8 +309,8 @@ class GenerativeModel:
     def training_batch(self, images, prompts: list[str], answers: list[str]) -> dict:
         """Teacher-forcing batch (right padded, on the model's device) whose ``labels`` are the input ids on the
         answer tokens and the end-of-turn token, and -100 on prompt, image, template and padding tokens."""
-        images, prompts, answers = _as_images(images), check_texts(prompts), check_texts(answers)
-        count = _check_lengths(images=images, prompts=prompts, answers=answers)
+        images, prompts, answers = as_images(images), check_texts(prompts), check_texts(answers)
+        count = check_lengths(images=images, prompts=prompts, answers=answers)
         if count == 0:
             raise DataError("training_batch got no examples; give at least one image, prompt and answer.")
         separator, end = self._reply_format

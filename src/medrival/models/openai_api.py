@@ -26,7 +26,7 @@ import threading
 from typing import Any, Optional
 
 from medrival.core.errors import MedrivalError
-from medrival.models.generative import _as_images, _check_lengths, _token_limits
+from medrival.models.generative_inputs import as_images, check_lengths, token_limits
 from medrival.models.openai_http import ChatClient, RetryPolicy, map_concurrently
 from medrival.models.preprocessing import check_texts
 
@@ -87,9 +87,9 @@ class ApiGenerativeModel:
 
         A question whose request failed after its retries gets "" and an entry in ``self.failures``.
         """
-        images, prompts = _as_images(images), check_texts(prompts)
-        count = _check_lengths(images=images, prompts=prompts)
-        limits = _token_limits(max_new_tokens, count)
+        images, prompts = as_images(images), check_texts(prompts)
+        count = check_lengths(images=images, prompts=prompts)
+        limits = token_limits(max_new_tokens, count)
 
         def ask(index: int, stop: threading.Event) -> str:
             # The image is encoded in the worker: only the requests in flight hold their base64 copy.

@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 
 from medrival.core.errors import MedrivalError
-from medrival.models.generative import _as_images, _check_lengths, _option_rows, _token_limits
+from medrival.models.generative_inputs import as_images, check_lengths, option_rows, token_limits
 from medrival.models.openai_api import image_data_url
 from medrival.models.openai_http import ApiError, ChatClient, RetryPolicy, map_concurrently
 from medrival.models.prefix_sharing import SharingStats
@@ -75,9 +75,9 @@ class VLLMGenerativeModel:
                  batch_size: int = 16) -> list[str]:
         """Greedy replies, in input order; a request that fails (after retries) gives "" and a ``failures`` entry
         with the server's message (vLLM names both lengths for a prompt over the context)."""
-        images, prompts = _as_images(images), check_texts(prompts)
-        count = _check_lengths(images=images, prompts=prompts)
-        limits = _token_limits(max_new_tokens, count)
+        images, prompts = as_images(images), check_texts(prompts)
+        count = check_lengths(images=images, prompts=prompts)
+        limits = token_limits(max_new_tokens, count)
 
         def ask(index: int, stop: threading.Event) -> str:
             payload = {"messages": [_user_turn(images[index], prompts[index])], "temperature": 0,
@@ -92,9 +92,9 @@ class VLLMGenerativeModel:
     # --------------------------------------------------------------------------------------------- option scores
     def score_options(self, images, prompts: list[str], options, *, batch_size: int = 16) -> np.ndarray:
         """N x K float64: log p(option k | image i, prompt i) as the start of the reply, from prompt log-probs."""
-        images, prompts = _as_images(images), check_texts(prompts)
-        count = _check_lengths(images=images, prompts=prompts)
-        rows = _option_rows(list(options), count) if count else []
+        images, prompts = as_images(images), check_texts(prompts)
+        count = check_lengths(images=images, prompts=prompts)
+        rows = option_rows(list(options), count) if count else []
         width = len(rows[0]) if rows else len(list(options))
         if count == 0:
             return np.zeros((0, width), dtype=np.float64)
