@@ -1,4 +1,4 @@
-"""Tiny, randomly initialised Qwen2-VL and Gemma 3 checkpoints built offline, for tests of the generative adapter.
+"""Tiny, randomly initialised Qwen2-VL, Gemma 3 and Idefics3 (SmolVLM) checkpoints built offline, for tests of the generative adapter.
 
 Like ``tiny_generative.build_tiny_llava``, each builder writes exactly what ``save_pretrained`` gives a real
 checkpoint of the family (config, safetensors weights, generation config, tokenizer, image processor, processor
@@ -199,4 +199,57 @@ def tiny_gemma3(texts: list[str], seed: int = 0):
                                            do_pan_and_scan=False)
     processor = Gemma3Processor(image_processor=image_processor, tokenizer=tokenizer,
                                 chat_template=GEMMA_CHAT_TEMPLATE, image_seq_length=tokens_per_image)
+    return model, processor
+
+
+# ------------------------------------------------------------------------------------------ Idefics3 (SmolVLM)
+IDEFICS3_SPECIAL_TOKENS = ["<|endoftext|>", "<|im_start|>", "<end_of_utterance>", "<fake_token_around_image>",
+                           "<image>", "<global-img>"] + [f"<row_{i}_col_{j}>" for i in range(1, 7)
+                                                         for j in range(1, 7)]
+# SmolVLM-Instruct's layout: "<|im_start|>User:<image>question<end_of_utterance>\nAssistant:"; the processor expands
+# <image> to <fake_token_around_image><global-img> + image_seq_len x <image> + <fake_token_around_image>.
+IDEFICS3_CHAT_TEMPLATE = (
+    "<|im_start|>{% for message in messages %}{{ message['role'] | capitalize }}"
+    "{% if message['content'][0]['type'] == 'image' %}{{ ':' }}{% else %}{{ ': ' }}{% endif %}"
+    "{% for line in message['content'] %}{% if line['type'] == 'text' %}{{ line['text'] }}"
+    "{% elif line['type'] == 'image' %}{{ '<image>' }}{% endif %}{% endfor %}<end_of_utterance>\n{% endfor %}"
+    "{% if add_generation_prompt %}{{ 'Assistant:' }}{% endif %}"
+)
+IDEFICS3_TEMPLATE_TEXTS = ["User:", "Assistant:", "System:"]
+
+
+def build_tiny_idefics3(folder: Path, texts: list[str], seed: int = 0) -> Path:
+    """Write a random-init ``Idefics3ForConditionalGeneration`` (SmolVLM's class) with its ``Idefics3Processor``.
+
+    Images are resized to 32 x 32 without splitting: 4 x 4 patches of 8 pixels, pixel-shuffled (scale factor 2)
+    into 4 image tokens. The weights depend only on the arguments."""
+    return _save(folder, *tiny_idefics3(texts, seed))
+
+
+def tiny_idefics3(texts: list[str], seed: int = 0):
+    """(model, processor) that ``build_tiny_idefics3`` saves, in memory."""
+    from transformers import (GenerationConfig, Idefics3Config, Idefics3ForConditionalGeneration,
+                              Idefics3ImageProcessor, Idefics3Processor, PreTrainedTokenizerFast)
+
+    ids = {token: index for index, token in enumerate(IDEFICS3_SPECIAL_TOKENS)}
+    backend = _bpe_tokenizer(list(texts) + IDEFICS3_TEMPLATE_TEXTS, IDEFICS3_SPECIAL_TOKENS, vocab_size=512)
+    tokenizer = PreTrainedTokenizerFast(tokenizer_object=backend, eos_token="<end_of_utterance>",
+                                        pad_token="<|endoftext|>", bos_token="<|im_start|>",
+                                        chat_template=IDEFICS3_CHAT_TEMPLATE, model_max_length=1024)
+    text = {"model_type": "llama", "vocab_size": len(tokenizer), "hidden_size": 64, "intermediate_size": 128,
+            "num_hidden_layers": 2, "num_attention_heads": 2, "num_key_value_heads": 1,
+            "max_position_embeddings": 1024, "pad_token_id": ids["<|endoftext|>"],
+            "bos_token_id": ids["<|im_start|>"], "eos_token_id": ids["<end_of_utterance>"]}
+    vision = {"hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 2, "num_attention_heads": 2,
+              "image_size": 32, "patch_size": 8}
+    config = Idefics3Config(text_config=text, vision_config=vision, scale_factor=2, image_token_id=ids["<image>"],
+                            tie_word_embeddings=False, pad_token_id=ids["<|endoftext|>"])
+    model = _seeded(Idefics3ForConditionalGeneration, config, seed)
+    model.generation_config = GenerationConfig(bos_token_id=ids["<|im_start|>"], pad_token_id=ids["<|endoftext|>"],
+                                               eos_token_id=ids["<end_of_utterance>"], do_sample=False)
+    image_processor = Idefics3ImageProcessor(do_image_splitting=False, size={"longest_edge": 32},
+                                             max_image_size={"longest_edge": 32}, image_mean=[0.5, 0.5, 0.5],
+                                             image_std=[0.5, 0.5, 0.5])
+    processor = Idefics3Processor(image_processor=image_processor, tokenizer=tokenizer, image_seq_len=4,
+                                  chat_template=IDEFICS3_CHAT_TEMPLATE)
     return model, processor
