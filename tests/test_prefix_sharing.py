@@ -1,5 +1,5 @@
 """Shared image prefixes and one-pass option scoring give the plain path's answers and scores, on every tiny
-family (fp32, CPU): LLaVA, Qwen2-VL (M-RoPE positions, images of different sizes), Gemma 3 (token types, sliding
+family (fp32, CPU): LLaVA, Qwen2-VL and Qwen2.5-VL (M-RoPE positions, images of different sizes), Gemma 3 (token types, sliding
 and full attention), Idefics3 (SmolVLM's class) and the demo VLMs."""
 from __future__ import annotations
 
@@ -8,7 +8,8 @@ import pytest
 
 from medrival.models.generative import load_generative_model
 from medrival.models.prefix_sharing import image_units
-from medrival.models.tiny_families import build_tiny_gemma3, build_tiny_idefics3, build_tiny_qwen2_vl
+from medrival.models.tiny_families import (build_tiny_gemma3, build_tiny_idefics3, build_tiny_qwen2_5_vl,
+                                           build_tiny_qwen2_vl)
 from medrival.models.tiny_generative import build_tiny_llava
 
 TEXTS = ["a chest x-ray showing pneumonia.", "is there a fracture in this image?", "what organ is shown?",
@@ -17,7 +18,7 @@ PROMPTS = ["is there a fracture?", "what organ is shown in this image?", "which 
            "a chest x-ray showing pneumonia. is there an effusion on the left side?", "yes or no?"]
 OPTIONS = ["yes", "no", "left side", "the heart"]
 BUILDERS = {"llava": build_tiny_llava, "qwen2_vl": build_tiny_qwen2_vl, "gemma3": build_tiny_gemma3,
-            "idefics3": build_tiny_idefics3}
+            "qwen2_5_vl": build_tiny_qwen2_5_vl, "idefics3": build_tiny_idefics3}
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 

@@ -1,4 +1,4 @@
-"""Tiny, randomly initialised Qwen2-VL, Gemma 3 and Idefics3 (SmolVLM) checkpoints built offline, for tests of the generative adapter.
+"""Tiny, randomly initialised Qwen2-VL, Qwen2.5-VL, Gemma 3 and Idefics3 (SmolVLM) checkpoints built offline, for tests of the generative adapter.
 
 Like ``tiny_generative.build_tiny_llava``, each builder writes exactly what ``save_pretrained`` gives a real
 checkpoint of the family (config, safetensors weights, generation config, tokenizer, image processor, processor
@@ -149,6 +149,40 @@ def tiny_qwen2_vl(texts: list[str], seed: int = 0):
               "merge_size": 2, "image_mean": [0.5, 0.5, 0.5], "image_std": [0.25, 0.25, 0.25]}
     processor = Qwen2VLProcessor(image_processor=Qwen2VLImageProcessor(**pixels), tokenizer=tokenizer,
                                  video_processor=Qwen2VLVideoProcessor(**pixels), chat_template=QWEN_CHAT_TEMPLATE)
+    return model, processor
+
+
+def build_tiny_qwen2_5_vl(folder: Path, texts: list[str], seed: int = 0) -> Path:
+    """Write a random-init ``Qwen2_5_VLForConditionalGeneration`` (Qwen2.5-VL's and Lingshu's class) with its
+    processor: Qwen2-VL's tokenizer, template and image geometry; a vision tower with window attention (window 56
+    pixels) and one full-attention block."""
+    return _save(folder, *tiny_qwen2_5_vl(texts, seed))
+
+
+def tiny_qwen2_5_vl(texts: list[str], seed: int = 0):
+    """(model, processor) that ``build_tiny_qwen2_5_vl`` saves, in memory."""
+    from transformers import (Qwen2_5_VLConfig, Qwen2_5_VLForConditionalGeneration, Qwen2_5_VLProcessor,
+                              Qwen2VLImageProcessor, Qwen2VLVideoProcessor)
+
+    twin, qwen2_processor = tiny_qwen2_vl(texts, seed)  # the same tokenizer, template, text sizes and pixels
+    text = twin.config.text_config.to_dict()
+    vision = {"depth": 2, "hidden_size": 32, "intermediate_size": 64, "num_heads": 2, "patch_size": 14,
+              "spatial_merge_size": 2, "temporal_patch_size": 2, "window_size": 56, "fullatt_block_indexes": [1],
+              "out_hidden_size": text["hidden_size"]}
+    config = Qwen2_5_VLConfig(text_config=text, vision_config=vision, image_token_id=twin.config.image_token_id,
+                              video_token_id=twin.config.video_token_id,
+                              vision_start_token_id=twin.config.vision_start_token_id,
+                              vision_end_token_id=twin.config.vision_end_token_id, tie_word_embeddings=False,
+                              bos_token_id=text["bos_token_id"], eos_token_id=text["eos_token_id"],
+                              pad_token_id=text["pad_token_id"])
+    model = _seeded(Qwen2_5_VLForConditionalGeneration, config, seed)
+    model.generation_config = twin.generation_config
+    pixels = qwen2_processor.image_processor.to_dict()
+    pixels = {key: pixels[key] for key in ("min_pixels", "max_pixels", "patch_size", "temporal_patch_size",
+                                           "merge_size", "image_mean", "image_std") if key in pixels}
+    processor = Qwen2_5_VLProcessor(image_processor=Qwen2VLImageProcessor(**pixels),
+                                    tokenizer=qwen2_processor.tokenizer,
+                                    video_processor=Qwen2VLVideoProcessor(**pixels), chat_template=QWEN_CHAT_TEMPLATE)
     return model, processor
 
 
