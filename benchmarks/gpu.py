@@ -1,7 +1,8 @@
 """GPU benchmark on random-init, real-size layouts: open_clip ViT-B-16 and a LLaVA-1.5-7B layout, bf16 vs fp32.
 
 Measures image encoding (img/s), a LoRA training step (peft, s/step) and greedy generation (questions/s), and the
-peak GPU memory of each against ``medrival.models.precision.memory_estimate``. No weights are downloaded: the
+peak GPU memory of each against ``medrival.models.precision.memory_estimate``; then questions/s of plain vs shared
+image prefixes on the 7B layout in bf16 at batch 16 (a SLAKE-shaped mix). No weights are downloaded: the
 layouts are built from configs (open_clip.create_model without pretrained weights; LlavaConfig from a hand-written
 config dict: Vicuna-7B text + CLIP ViT-L/14-336 vision) on the meta device, then materialised on the GPU.
 fp32 7B is skipped when the GPU's memory does not allow it (the JSON says so).
@@ -33,18 +34,22 @@ def llava_config():
 
 
 def build_llava(device: str = "meta", dtype=None):
-    """The LLaVA-1.5-7B layout, random-init: built on meta, then (device != meta) materialised in ``dtype``."""
+    """The LLaVA-1.5-7B layout, random-init, built on ``device`` in ``dtype`` (default bf16) by transformers' own
+    initialisation, so buffers (CLIP's position ids, rotary frequencies) are real values, not uninitialised memory
+    as ``to_empty`` would leave them; on meta it only has shapes."""
     import torch
     from transformers import LlavaForConditionalGeneration
 
-    with torch.device("meta"):
-        model = LlavaForConditionalGeneration(llava_config())
     if device == "meta":
-        return model
-    model = model.to_empty(device=device).to(dtype or torch.bfloat16)
-    with torch.no_grad():
-        for parameter in model.parameters():
-            parameter.normal_(0, 0.02)
+        with torch.device("meta"):
+            return LlavaForConditionalGeneration(llava_config())
+    previous = torch.get_default_dtype()
+    torch.set_default_dtype(dtype or torch.bfloat16)
+    try:
+        with torch.device(device):
+            model = LlavaForConditionalGeneration(llava_config())
+    finally:
+        torch.set_default_dtype(previous)
     return model.eval()
 
 
@@ -166,6 +171,40 @@ def bench_llava(dtype_name: str) -> dict:
             "estimate_gb_batch4": memory_estimate(card, dtype_name, batch) / 1e9}
 
 
+def bench_sharing(images: int = 8, batch_size: int = 16) -> dict:
+    """Questions/s plain vs shared image prefixes on the LLaVA-1.5-7B layout in bf16, SLAKE-shaped (11 questions
+    per image: 8 open up to 16 new tokens, 3 yes/no up to 4), with the demo world's questions and a word-level
+    tokenizer trained on them (the random-init weights make the answers noise; both paths must agree)."""
+    import torch
+    from transformers import CLIPImageProcessor, LlavaProcessor
+
+    from generate import _slake_like
+    from medrival.models.generative import GenerativeModel
+    from medrival.models.tiny_generative import CHAT_TEMPLATE, IMAGE, _fast_tokenizer
+
+    pictures, questions, limits, vocabulary = _slake_like(images)
+    tokenizer = _fast_tokenizer(vocabulary, 1, 4096)
+    model = build_llava("cuda", torch.bfloat16)
+    model.config.image_token_id = tokenizer.convert_tokens_to_ids(IMAGE)
+    processor = LlavaProcessor(image_processor=CLIPImageProcessor(size={"shortest_edge": 336},
+                                                                  crop_size={"height": 336, "width": 336}),
+                               tokenizer=tokenizer, patch_size=14, vision_feature_select_strategy="default",
+                               chat_template=CHAT_TEMPLATE, image_token=IMAGE, num_additional_image_tokens=1)
+    generative = GenerativeModel(None, model, processor, "benchmark:llava-1.5-7b-layout")
+    generative.generate(pictures[:2], questions[:2], max_new_tokens=2)  # warm-up
+    timings, answers = {}, {}
+    for shared in (False, True):
+        generative.share_image_prefix = shared
+        torch.cuda.synchronize()
+        started = time.perf_counter()
+        answers[shared] = generative.generate(pictures, questions, max_new_tokens=limits, batch_size=batch_size)
+        torch.cuda.synchronize()
+        timings[shared] = time.perf_counter() - started
+    return {"questions": len(questions), "batch_size": batch_size, "dtype": "bf16",
+            "plain_q_s": len(questions) / timings[False], "shared_q_s": len(questions) / timings[True],
+            "prefix_speedup": timings[False] / timings[True], "identical_answers": answers[False] == answers[True]}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--dry-run", action="store_true", help="build the layouts on meta and print their sizes")
@@ -182,6 +221,8 @@ def main() -> None:
     for dtype in ("bf16", "fp32"):
         results["clip_vit_b16"].append(bench_clip(dtype))
         results["llava_1.5_7b"].append(bench_llava(dtype))
+    torch.cuda.empty_cache()
+    results["llava_1.5_7b_prefix_sharing"] = bench_sharing()
     print(json.dumps(results))
 
 
