@@ -13,6 +13,7 @@ import re
 from pathlib import Path
 
 import pandas as pd
+import numpy as np
 import pytest
 from rich.console import Console
 
@@ -191,12 +192,14 @@ def test_generation_is_reported_per_batch_and_answers_are_unchanged():
             seen.append((name, total))
 
     model = Model()
+    pictures = [np.full((4, 4, 3), value, np.uint8) for value in (1, 2, 3, 4)]
+    images = [pictures[i] for i in (0, 0, 1, 2, 2, 2, 3)]  # q0, q1 on one image; q3..q5 on another
     with progress.reporting_to(Recorder()):
-        replies = _generate_in_batches(model, [None] * 7, prompts, limits, batch_size=3)
+        replies = _generate_in_batches(model, images, prompts, limits, batch_size=2)
     assert replies == [f"q{i}/{limit}" for i, limit in enumerate(limits)]
-    # generate's own batches: the 4-token questions three at a time, then the 16-token ones
-    assert model.calls == [["q0", "q2", "q3"], ["q5", "q6"], ["q1", "q4"]]
-    assert seen == [("generation batches", 3)]
+    # generate's own units: the questions on 2 images at a time, whatever their token limits
+    assert model.calls == [["q0", "q1", "q2"], ["q3", "q4", "q5", "q6"]]
+    assert seen == [("generation batches", 2)]
 
 
 def test_live_display_shows_counts_eta_the_running_cell_and_its_stage():
